@@ -1,0 +1,251 @@
+package transport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+)
+
+// ZMTP 3 frame flags (RFC 23).
+const (
+	flagMore    = 0x01
+	flagLong    = 0x02
+	flagCommand = 0x04
+
+	greetingSize = 64
+	// maxCommandSize bounds a command frame after the handshake: the only
+	// command we act on is PING (a TTL and at most 16 bytes of context).
+	maxCommandSize = 512
+)
+
+// ErrFrameTooLarge is returned by a guarded connection when the peer
+// announces a frame larger than the configured maximum. The connection is
+// unusable afterwards.
+var ErrFrameTooLarge = errors.New("transport: frame exceeds the maximum frame size")
+
+// errBadCommand is returned for a command frame that is oversized or empty
+// after the handshake.
+var errBadCommand = errors.New("transport: malformed ZMTP command after handshake")
+
+type readState uint8
+
+const (
+	stGreeting readState = iota // passing the 64-byte greeting through
+	stFlag                      // next byte is a frame's flags
+	stSize                      // inside the size field (1 or 8 bytes)
+	stBody                      // inside a frame body
+)
+
+// guardConn is the net.Conn that zmq4.Open and zmq4.Conn read and write
+// through. It exists to fix, below zmq4 and without forking it, what zmq4
+// gets wrong for a server:
+//
+//   - zmq4 allocates whatever a frame header announces before reading the
+//     body, so the guard parses the incoming byte stream itself and fails the
+//     read while the size field is still incomplete from zmq4's point of view;
+//   - zmq4 answers ZMTP PING from its read path by writing to the connection,
+//     which would interleave with our writer goroutine's frames, so after the
+//     handshake the guard removes command frames from the stream and hands
+//     PINGs to the owner (who answers from the writer goroutine);
+//   - reads are unbuffered in zmq4 (two or three read syscalls per frame), so
+//     the guard reads through a bufio.Reader;
+//   - zmq4 writes every frame with two writes, so after the handshake the
+//     guard collects writes in a bufio.Writer that the owner flushes once its
+//     send queue is empty.
+//
+// Only one goroutine reads and only one goroutine writes after the
+// handshake; during the handshake one goroutine does both.
+type guardConn struct {
+	net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+
+	maxFrame int64
+
+	// established is set once zmq4.Open has returned: from then on commands
+	// are filtered and writes are buffered.
+	established atomic.Bool
+	onPing      func(context []byte)
+
+	// read state machine, owned by the reading goroutine.
+	st        readState
+	remain    int64 // bytes left in the greeting, size field or body
+	sizeBuf   [8]byte
+	sizeLen   int // bytes of the size field collected
+	sizeWant  int // 1 or 8
+	frameFlag byte
+}
+
+func newGuardConn(c net.Conn, maxFrame int64, readBuf, writeBuf int) *guardConn {
+	return &guardConn{
+		Conn:     c,
+		br:       bufio.NewReaderSize(c, readBuf),
+		bw:       bufio.NewWriterSize(c, writeBuf),
+		maxFrame: maxFrame,
+		st:       stGreeting,
+		remain:   greetingSize,
+	}
+}
+
+// establish switches the connection to its post-handshake mode.
+func (g *guardConn) establish(onPing func(context []byte)) {
+	g.onPing = onPing
+	g.established.Store(true)
+}
+
+// Write implements net.Conn. During the handshake it writes through (zmq4
+// waits for the peer's answer after each write); afterwards it buffers.
+func (g *guardConn) Write(p []byte) (int, error) {
+	if !g.established.Load() {
+		return g.Conn.Write(p)
+	}
+	return g.bw.Write(p)
+}
+
+// Flush sends what the writer goroutine has buffered.
+func (g *guardConn) Flush() error { return g.bw.Flush() }
+
+// Read implements net.Conn for zmq4: it returns the incoming byte stream,
+// less post-handshake command frames, and fails on an oversized frame before
+// zmq4 has the complete size field.
+func (g *guardConn) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		// Never block once we have something to return.
+		if n > 0 && g.br.Buffered() == 0 {
+			return n, nil
+		}
+		switch g.st {
+		case stGreeting, stBody:
+			want := int64(len(p) - n)
+			if want > g.remain {
+				want = g.remain
+			}
+			k, err := g.br.Read(p[n : n+int(want)])
+			n += k
+			g.remain -= int64(k)
+			if g.remain == 0 {
+				g.st = stFlag
+			}
+			if err != nil {
+				return n, err
+			}
+		case stFlag:
+			b, err := g.br.ReadByte()
+			if err != nil {
+				return n, err
+			}
+			if b&flagCommand != 0 && g.established.Load() {
+				if err := g.swallowCommand(b); err != nil {
+					return n, err
+				}
+				continue
+			}
+			g.frameFlag = b
+			g.sizeLen = 0
+			g.sizeWant = 1
+			if b&flagLong != 0 {
+				g.sizeWant = 8
+			}
+			g.st = stSize
+			p[n] = b
+			n++
+		case stSize:
+			b, err := g.br.ReadByte()
+			if err != nil {
+				return n, err
+			}
+			g.sizeBuf[g.sizeLen] = b
+			g.sizeLen++
+			if g.sizeLen == g.sizeWant {
+				size, err := g.frameSize()
+				if err != nil {
+					return n, err
+				}
+				g.remain = size
+				g.st = stBody
+				if size == 0 {
+					g.st = stFlag
+				}
+			}
+			p[n] = b
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (g *guardConn) frameSize() (int64, error) {
+	var size uint64
+	if g.sizeWant == 1 {
+		size = uint64(g.sizeBuf[0])
+	} else {
+		size = binary.BigEndian.Uint64(g.sizeBuf[:])
+	}
+	if size > uint64(g.maxFrame) {
+		return 0, fmt.Errorf("%w: peer announced %d bytes, limit %d", ErrFrameTooLarge, size, g.maxFrame)
+	}
+	return int64(size), nil
+}
+
+// swallowCommand consumes a command frame whose flag byte was already read.
+func (g *guardConn) swallowCommand(flag byte) error {
+	var size uint64
+	if flag&flagLong != 0 {
+		var b [8]byte
+		for i := range b {
+			c, err := g.br.ReadByte()
+			if err != nil {
+				return err
+			}
+			b[i] = c
+		}
+		size = binary.BigEndian.Uint64(b[:])
+	} else {
+		c, err := g.br.ReadByte()
+		if err != nil {
+			return err
+		}
+		size = uint64(c)
+	}
+	if size > maxCommandSize || size == 0 {
+		return fmt.Errorf("%w: %d-byte command", errBadCommand, size)
+	}
+	body := make([]byte, size)
+	if _, err := readFull(g.br, body); err != nil {
+		return err
+	}
+	nameLen := int(body[0])
+	if nameLen > len(body)-1 {
+		return fmt.Errorf("%w: bad command name length", errBadCommand)
+	}
+	name := string(body[1 : 1+nameLen])
+	if name == "PING" && g.onPing != nil {
+		// ZMTP 3.1 PING: 2-byte TTL, then up to 16 bytes of context that
+		// the PONG must echo.
+		rest := body[1+nameLen:]
+		var ctx []byte
+		if len(rest) > 2 {
+			ctx = rest[2:]
+		}
+		g.onPing(ctx)
+	}
+	// Every other command (PONG, SUBSCRIBE, ...) means nothing to a
+	// ROUTER/DEALER pair after the handshake and is dropped.
+	return nil
+}
+
+func readFull(r *bufio.Reader, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		k, err := r.Read(p[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
