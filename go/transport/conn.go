@@ -43,7 +43,7 @@ func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, 
 		return nil, fmt.Errorf("set handshake deadline: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	zc, err := zmq4.Open(g, null.Security(), typ, zmq4.SocketIdentity(id), server, nil)
+	zc, err := zmq4.Open(g, nullSecurity(), typ, zmq4.SocketIdentity(id), server, nil)
 	stop()
 	if err != nil {
 		return nil, fmt.Errorf("zmtp handshake with %s: %w", c.RemoteAddr(), err)
@@ -206,6 +206,8 @@ func (c *conn) reason() error {
 	<-c.done
 	return c.closeErr
 }
+
+func nullSecurity() zmq4.Security { return null.Security() }
 
 // wait blocks until the writer goroutine has returned.
 func (c *conn) wait() { <-c.writerDone }

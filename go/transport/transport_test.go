@@ -21,19 +21,29 @@ import (
 const waitFor = 10 * time.Second
 const tick = 5 * time.Millisecond
 
+// replyingRouter listens on addr; fn gets the Router to answer with.
+func replyingRouter(addr string, opts Options, fn func(r *Router, peer PeerID, frames [][]byte)) (*Router, error) {
+	var r *Router
+	ready := make(chan struct{})
+	r, err := Listen(addr, RouterHandler{OnMessage: func(peer PeerID, frames [][]byte) {
+		<-ready
+		fn(r, peer, frames)
+	}}, opts)
+	if err != nil {
+		return nil, err
+	}
+	close(ready)
+	return r, nil
+}
+
 // echoRouter starts a Router on 127.0.0.1 that sends every message back to
 // its sender.
 func echoRouter(t *testing.T, opts Options) *Router {
 	t.Helper()
-	var r *Router
-	ready := make(chan struct{})
-	h := RouterHandler{OnMessage: func(peer PeerID, frames [][]byte) {
-		<-ready
+	r, err := replyingRouter("tcp://127.0.0.1:0", opts, func(r *Router, peer PeerID, frames [][]byte) {
 		_ = r.Send(peer, frames...)
-	}}
-	r, err := Listen("tcp://127.0.0.1:0", h, opts)
+	})
 	require.NoError(t, err)
-	close(ready)
 	t.Cleanup(func() { _ = r.Close() })
 	return r
 }
@@ -369,7 +379,7 @@ func TestDealerReconnects(t *testing.T) {
 	var r2 *Router
 	require.Eventually(t, func() bool {
 		var err error
-		r2, err = Listen(addr, RouterHandler{OnMessage: func(p PeerID, f [][]byte) { _ = r2.Send(p, f...) }}, Options{})
+		r2, err = replyingRouter(addr, Options{}, func(r *Router, p PeerID, f [][]byte) { _ = r.Send(p, f...) })
 		return err == nil
 	}, waitFor, tick)
 	defer r2.Close()
