@@ -1,0 +1,200 @@
+package backrpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// MarshalJSON encodes v as the reference's JSON.stringify would, as far as
+// a Go value allows: nil (JavaScript's undefined) becomes null, a
+// json.RawMessage is taken as already encoded (an empty one is null), and
+// '<', '>' and '&' are not escaped.
+func MarshalJSON(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return []byte("null"), nil
+	case json.RawMessage:
+		if len(x) == 0 {
+			return []byte("null"), nil
+		}
+		return x, nil
+	}
+	b := encBufs.Get().(*bytes.Buffer)
+	defer encBufs.Put(b)
+	b.Reset()
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	out := bytes.TrimSuffix(b.Bytes(), []byte{'\n'})
+	return append([]byte(nil), out...), nil
+}
+
+var encBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// ParseJSON returns p when it is one valid JSON value. Otherwise it reports
+// false: the protocol treats a payload that does not parse as "no value".
+func ParseJSON(p []byte) (json.RawMessage, bool) {
+	if len(p) == 0 || !json.Valid(p) {
+		return nil, false
+	}
+	return json.RawMessage(p), true
+}
+
+// EncodeRequestPayload builds a request payload, [method, params].
+func EncodeRequestPayload(method string, params any) ([]byte, error) {
+	m, err := MarshalJSON(method)
+	if err != nil {
+		return nil, fmt.Errorf("encode method: %w", err)
+	}
+	p, err := MarshalJSON(params)
+	if err != nil {
+		return nil, fmt.Errorf("encode params of %q: %w", method, err)
+	}
+	out := make([]byte, 0, len(m)+len(p)+3)
+	out = append(out, '[')
+	out = append(out, m...)
+	out = append(out, ',')
+	out = append(out, p...)
+	out = append(out, ']')
+	return out, nil
+}
+
+// ErrBadRequestPayload is returned for a request payload that is not a JSON
+// array whose first element is a method name.
+var ErrBadRequestPayload = errors.New("backrpc: request payload is not [method, params]")
+
+// DecodeRequestPayload splits a request payload into its method and params.
+// Missing params are null (the reference passes undefined). Elements after
+// the second are ignored, as the reference's destructuring does.
+func DecodeRequestPayload(p []byte) (method string, params json.RawMessage, err error) {
+	var parts []json.RawMessage
+	if err := json.Unmarshal(p, &parts); err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrBadRequestPayload, err)
+	}
+	if len(parts) == 0 {
+		return "", nil, fmt.Errorf("%w: empty array", ErrBadRequestPayload)
+	}
+	if err := json.Unmarshal(parts[0], &method); err != nil {
+		return "", nil, fmt.Errorf("%w: method is not a string", ErrBadRequestPayload)
+	}
+	params = json.RawMessage("null")
+	if len(parts) > 1 {
+		params = parts[1]
+	}
+	return method, params, nil
+}
+
+// RemoteError is an error answered by the peer (a responseError), or one a
+// handler returns to have a given message and stack sent as they are (the
+// network server relays an agent's errors this way).
+type RemoteError struct {
+	Message string `json:"message"`
+	Stack   string `json:"stack"`
+}
+
+func (e *RemoteError) Error() string { return e.Message }
+
+// EncodeErrorPayload builds a responseError payload {"message","stack"}.
+// A *RemoteError in err's chain is sent as it is; any other error gets a
+// JavaScript-like stack line, so that TypeScript peers see the same shape.
+func EncodeErrorPayload(err error) []byte {
+	var re *RemoteError
+	if !errors.As(err, &re) {
+		msg := "unknown error"
+		if err != nil {
+			msg = err.Error()
+		}
+		re = &RemoteError{Message: msg, Stack: "Error: " + msg}
+	}
+	b, mErr := MarshalJSON(re)
+	if mErr != nil { // two strings always encode; keep the frame valid anyway
+		return []byte(`{"message":"unencodable error","stack":""}`)
+	}
+	return b
+}
+
+// DecodeErrorPayload reads a responseError payload. A payload that does not
+// parse still yields an error, naming what arrived.
+func DecodeErrorPayload(p []byte) *RemoteError {
+	var raw struct {
+		Message *string `json:"message"`
+		Stack   *string `json:"stack"`
+	}
+	if err := json.Unmarshal(p, &raw); err != nil || raw.Message == nil {
+		return &RemoteError{Message: fmt.Sprintf("malformed error response: %q", truncate(p, 200))}
+	}
+	re := &RemoteError{Message: *raw.Message}
+	if raw.Stack != nil {
+		re.Stack = *raw.Stack
+	}
+	return re
+}
+
+// DefaultAliveTimeout is the reference's alive timeout, used when a hello
+// does not give one.
+const DefaultAliveTimeout = 3 * time.Second
+
+// maxAliveTimeout keeps a hostile hello from overflowing time.Duration.
+const maxAliveTimeout = 365 * 24 * time.Hour
+
+// EncodeHelloPayload builds a client hello payload, {"aliveTimeout":N} with N
+// in seconds (an integer when whole, as the reference writes it).
+func EncodeHelloPayload(aliveTimeout time.Duration) []byte {
+	secs := aliveTimeout.Seconds()
+	var n string
+	if secs == math.Trunc(secs) {
+		n = strconv.FormatInt(int64(secs), 10)
+	} else {
+		n = strconv.FormatFloat(secs, 'f', -1, 64)
+	}
+	return []byte(`{"aliveTimeout":` + n + `}`)
+}
+
+// ParseHelloPayload reads the alive timeout of a client hello. It reports
+// false when the payload has no usable positive number (the caller then uses
+// its default, as the reference does); other fields are ignored.
+func ParseHelloPayload(p []byte) (time.Duration, bool) {
+	var h struct {
+		AliveTimeout *float64 `json:"aliveTimeout"`
+	}
+	if err := json.Unmarshal(p, &h); err != nil || h.AliveTimeout == nil {
+		return 0, false
+	}
+	secs := *h.AliveTimeout
+	if !(secs > 0) || math.IsInf(secs, 0) {
+		return 0, false
+	}
+	if secs >= maxAliveTimeout.Seconds() {
+		return maxAliveTimeout, true
+	}
+	return time.Duration(secs * float64(time.Second)), true
+}
+
+// maxRetryTicks bounds the wait a retry payload can ask for.
+const maxRetryTicks = 1 << 20
+
+// ParseRetryPayload reads the number of ticks a retry asks to wait: at least
+// 1 (a payload that does not parse counts as 1).
+func ParseRetryPayload(p []byte) int {
+	var n float64
+	if err := json.Unmarshal(p, &n); err != nil || !(n >= 1) {
+		return 1
+	}
+	if n > maxRetryTicks {
+		return maxRetryTicks
+	}
+	return int(n)
+}
+
+// RequestID returns the id "CLIENTID-N" used by both sides for requests.
+func RequestID(clientID string, n uint64) string {
+	return clientID + "-" + strconv.FormatUint(n, 10)
+}
