@@ -95,55 +95,65 @@ func (c *conn) enqueue(frames [][]byte) error {
 
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
-	var deadlineSet time.Time
+	// The write deadline is refreshed once per batch and every 256
+	// messages inside one, not per message: time.Now and the poller's timer
+	// update were a visible share of the hot path.
 	refresh := func() error {
-		now := time.Now()
-		if now.Sub(deadlineSet) < c.opts.WriteTimeout/8 {
-			return nil
-		}
-		deadlineSet = now
-		return c.g.SetWriteDeadline(now.Add(c.opts.WriteTimeout))
+		return c.g.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
 	}
 	write := func(frames [][]byte) error {
-		if err := refresh(); err != nil {
-			return err
-		}
 		return c.zc.SendMsg(zmq4.NewMsgFrom(frames...))
 	}
 	pong := func(ctx []byte) error {
-		if err := refresh(); err != nil {
-			return err
-		}
 		return c.zc.SendCmd(zmq4.CmdPong, ctx)
 	}
 	for {
-		var err error
-		draining := false
+		var first [][]byte
+		var firstPong []byte
+		havePong, draining := false, false
 		select {
 		case <-c.done:
 			return
 		case <-c.drainReq:
 			draining = true
-		case m := <-c.queue:
-			err = write(m)
-		case p := <-c.pongs:
-			err = pong(p)
+		case first = <-c.queue:
+		case firstPong = <-c.pongs:
+			havePong = true
+		}
+		err := refresh()
+		switch {
+		case err != nil:
+		case havePong:
+			err = pong(firstPong)
+		case first != nil:
+			err = write(first)
 		}
 		// Coalesce: write everything already queued, then flush once.
-		for drained := false; !drained && err == nil; {
+		for n := 1; err == nil; n++ {
+			var m [][]byte
 			select {
-			case m := <-c.queue:
-				err = write(m)
+			case m = <-c.queue:
+			default:
+			}
+			if m == nil {
+				break
+			}
+			if n%256 == 0 {
+				if err = refresh(); err != nil {
+					break
+				}
+			}
+			err = write(m)
+		}
+		if err == nil {
+			select {
 			case p := <-c.pongs:
 				err = pong(p)
 			default:
-				drained = true
 			}
 		}
 		if err == nil {
-			if err = refresh(); err == nil {
-				err = c.g.Flush()
-			}
+			err = c.g.Flush()
 		}
 		if err != nil {
 			c.abort(fmt.Errorf("write to %s: %w", c.g.RemoteAddr(), err))
