@@ -33,10 +33,11 @@ HN_STOP_TIMEOUT="${HN_STOP_TIMEOUT:-20}"
 
 # The base rootfs: bookworm minbase plus what the nodes run. systemd-container
 # is there for nested machines (the agent's nspawn runtime) and machinectl,
+# polkitd is what lets the agent's unprivileged user manage its own units,
 # socat is the plain TCP service the bridge scenarios forward to, procps is
 # for whoever debugs a node by hand.
 HN_SUITE="bookworm"
-HN_PACKAGES="systemd,systemd-sysv,dbus,iproute2,systemd-container,socat,procps"
+HN_PACKAGES="systemd,systemd-sysv,dbus,iproute2,systemd-container,polkitd,socat,procps"
 # Bump when the customisation below changes, so cached rootfs are rebuilt.
 HN_ROOTFS_RECIPE=1
 
@@ -108,6 +109,7 @@ hn_install_deps() {
 	command -v ip >/dev/null || missing+=(iproute2)
 	command -v nsenter >/dev/null || missing+=(util-linux)
 	command -v flock >/dev/null || missing+=(util-linux)
+	command -v jq >/dev/null || missing+=(jq)
 	[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 	if [ "${#missing[@]}" -eq 0 ]; then
 		return 0
@@ -523,6 +525,9 @@ hn_install_suite() {
 	if [ -d "$unitdir" ]; then
 		for f in "$unitdir"/*.service "$unitdir"/*.socket; do
 			[ -f "$f" ] && hn_put "$node" "$f" "/etc/systemd/system/$(basename "$f")"
+		done
+		for f in "$unitdir"/*.rules; do
+			[ -f "$f" ] && hn_put "$node" "$f" "/etc/polkit-1/rules.d/$(basename "$f")"
 		done
 		for f in "$unitdir"/*.conf; do
 			# sysusers.d / tmpfiles.d snippets, when the packaging has them.
