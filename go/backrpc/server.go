@@ -1,0 +1,763 @@
+package backrpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/huly-net/huly-net/go/transport"
+)
+
+// Server defaults.
+const (
+	DefaultPingInterval = time.Second
+	// DefaultMaxInflight is far above the reference's 25: there a client's
+	// 27th concurrent request draws "retry 26", which makes a TypeScript
+	// client wait 26 ticks (about 13 s) before it tries again.
+	DefaultMaxInflight  = 1024
+	DefaultDrainTimeout = 5 * time.Second
+	retryOne            = "1" // the retry payload we send: one tick
+)
+
+// Server errors.
+var (
+	ErrServerClosed  = errors.New("backrpc: server closed")
+	ErrUnknownClient = errors.New("backrpc: client not connected")
+	ErrClientGone    = errors.New("backrpc: client went away before answering")
+	ErrBadResponse   = errors.New("backrpc: response payload is not JSON")
+	ErrNoHandler     = errors.New("backrpc: no request handler")
+)
+
+// ServerOptions configure a Server. Zero values take the defaults.
+type ServerOptions struct {
+	// ServerID is sent in hello, pong and askHello; default a new UUID v4.
+	// Clients take a new id for a server restart.
+	ServerID string
+	// AliveTimeout applies to clients whose hello names none. Default 3s.
+	AliveTimeout time.Duration
+	// PingInterval is how often silent clients are looked for. Default 1s.
+	PingInterval time.Duration
+	// MaxInflight bounds a client's concurrent requests; beyond it the
+	// request is answered "retry 1". Default 1024.
+	MaxInflight int
+	// DrainTimeout bounds how long Close waits for running handlers.
+	// Default 5s.
+	DrainTimeout time.Duration
+	// Transport configures the ROUTER (frame size, queues, timeouts).
+	Transport transport.Options
+	// Logger defaults to a discarding logger.
+	Logger logrus.FieldLogger
+}
+
+func (o ServerOptions) withDefaults() ServerOptions {
+	if o.ServerID == "" {
+		o.ServerID = uuid.NewString()
+	}
+	if o.AliveTimeout <= 0 {
+		o.AliveTimeout = DefaultAliveTimeout
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = DefaultMaxInflight
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = DefaultDrainTimeout
+	}
+	if o.Logger == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		o.Logger = l
+	}
+	if o.Transport.Logger == nil {
+		o.Transport.Logger = o.Logger
+	}
+	return o
+}
+
+// ClientInfo identifies a client session on a Server.
+type ClientInfo struct {
+	ID           string           // the client id of its hello
+	Peer         transport.PeerID // its current routing id
+	AliveTimeout time.Duration    // from its hello, or the server default
+}
+
+// ServerHandler is what a Server calls. Every field is optional; without
+// HandleRequest every request is answered with an error. The callbacks other
+// than HandleRequest run on a transport or housekeeping goroutine: they must
+// return quickly (hand slow work, and any Call, to a goroutine).
+type ServerHandler struct {
+	// HandleRequest runs on its own goroutine per request. Its result is
+	// encoded as JSON (a json.RawMessage is sent as it is; nil is null); an
+	// error is answered as responseError (a *RemoteError keeps its message
+	// and stack). ctx ends when the server closes; RequestIDFromContext
+	// gives the request id.
+	HandleRequest func(ctx context.Context, client ClientInfo, method string, params json.RawMessage) (any, error)
+	// OnClientConnected follows the first hello of a client id.
+	OnClientConnected func(client ClientInfo)
+	// OnClientClosed follows a client's close message (or a hello with
+	// another client id on its connection).
+	OnClientClosed func(client ClientInfo)
+	// OnClientTimeout follows the drop of a client silent for longer than
+	// its alive timeout; treat it as a close.
+	OnClientTimeout func(client ClientInfo)
+	// OnPing follows every ping of a known client.
+	OnPing func(client ClientInfo)
+}
+
+type requestIDKey struct{}
+
+// RequestIDFromContext returns the id of the request whose handler got ctx.
+func RequestIDFromContext(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(requestIDKey{}).(string)
+	return id, ok
+}
+
+// sender is the part of a transport.Router the server uses; tests and
+// fuzzing drive the server without sockets through it.
+type sender interface {
+	Send(peer transport.PeerID, frames ...[]byte) error
+}
+
+type session struct {
+	info     ClientInfo
+	lastSeen time.Time
+	inflight map[string]struct{}
+}
+
+type callResult struct {
+	raw json.RawMessage
+	err error
+}
+
+type call struct {
+	clientID string
+	peer     transport.PeerID
+	done     chan callResult // buffered 1: the resolver never blocks
+}
+
+// ServerStats are counters of a Server since it started.
+type ServerStats struct {
+	Clients       int
+	CallsInFlight int
+	Hellos        uint64
+	Pings         uint64
+	Requests      uint64 // handlers started
+	Duplicates    uint64 // requests ignored: same id already in flight
+	Retries       uint64 // requests answered "retry"
+	BadMessages   uint64 // undecodable messages and bad request payloads
+	HandlerErrors uint64 // requests answered with responseError by the handler
+	Closes        uint64
+	Timeouts      uint64
+	Calls         uint64 // back-requests sent
+	Transport     transport.RouterStats
+}
+
+// Server is the ROUTER side of the protocol.
+type Server struct {
+	opts ServerOptions
+	h    ServerHandler
+	log  logrus.FieldLogger
+	id   []byte
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	startOnce sync.Once
+	started   chan struct{} // closed once out is set
+	out       sender
+	router    *transport.Router
+	bgDone    chan struct{}
+
+	handlers sync.WaitGroup
+
+	mu      sync.Mutex
+	closing bool
+	byPeer  map[transport.PeerID]*session
+	byID    map[string]*session
+	calls   map[string]*call
+	callSeq uint64
+
+	hellos, pings, requests, duplicates, retries, bad, handlerErrs, closes, timeouts, callsSent atomic.Uint64
+}
+
+// NewServer prepares a server; Listen or Serve starts it.
+func NewServer(opts ServerOptions, h ServerHandler) *Server {
+	opts = opts.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opts:    opts,
+		h:       h,
+		log:     opts.Logger.WithField("server_id", opts.ServerID),
+		id:      []byte(opts.ServerID),
+		ctx:     ctx,
+		cancel:  cancel,
+		started: make(chan struct{}),
+		bgDone:  make(chan struct{}),
+		byPeer:  map[transport.PeerID]*session{},
+		byID:    map[string]*session{},
+		calls:   map[string]*call{},
+	}
+}
+
+// ID is the server id, a UUID v4 unless ServerOptions.ServerID said otherwise.
+func (s *Server) ID() string { return string(s.id) }
+
+var errAlreadyStarted = errors.New("backrpc: server already started")
+
+// Listen binds addr ("tcp://HOST:PORT", HOST may be "*", or "HOST:PORT")
+// and serves it. It returns once the socket is bound.
+func (s *Server) Listen(addr string) error {
+	err := errAlreadyStarted
+	s.startOnce.Do(func() {
+		var r *transport.Router
+		r, err = transport.Listen(addr, s.routerHandler(), s.opts.Transport)
+		if err != nil {
+			err = fmt.Errorf("backrpc listen %s: %w", addr, err)
+			close(s.bgDone)
+			return
+		}
+		s.start(r, r)
+	})
+	return err
+}
+
+// Serve serves an existing listener (socket activation) and returns at once.
+func (s *Server) Serve(ln net.Listener) error {
+	err := errAlreadyStarted
+	s.startOnce.Do(func() {
+		r := transport.NewRouter(ln, s.routerHandler(), s.opts.Transport)
+		s.start(r, r)
+		err = nil
+	})
+	return err
+}
+
+// serveWith starts the server over any sender (tests and fuzzing).
+func (s *Server) serveWith(out sender) {
+	s.startOnce.Do(func() { s.start(out, nil) })
+}
+
+func (s *Server) routerHandler() transport.RouterHandler {
+	return transport.RouterHandler{OnMessage: s.HandleMessage, OnDisconnect: s.handleDisconnect}
+}
+
+func (s *Server) start(out sender, r *transport.Router) {
+	s.out = out
+	s.router = r
+	close(s.started)
+	go s.sweepLoop()
+}
+
+// Addr is the bound address, nil before Listen/Serve or without a socket.
+func (s *Server) Addr() net.Addr {
+	select {
+	case <-s.started:
+	default:
+		return nil
+	}
+	if s.router == nil {
+		return nil
+	}
+	return s.router.Addr()
+}
+
+// Close stops the server: the socket, the sweep, pending back-requests; it
+// waits up to DrainTimeout for running handlers (their ctx is cancelled).
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Shutdown is Close bounded by ctx instead of DrainTimeout.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closing = true
+	calls := s.calls
+	s.calls = map[string]*call{}
+	s.mu.Unlock()
+
+	// Settle Listen/Serve: one that never happened closes bgDone here.
+	s.startOnce.Do(func() { close(s.bgDone) })
+	var err error
+	if s.router != nil {
+		// The socket first: nothing is answered once shutdown began.
+		if cerr := s.router.Close(); cerr != nil {
+			err = fmt.Errorf("close router: %w", cerr)
+		}
+	}
+	s.cancel()
+	for _, c := range calls {
+		c.done <- callResult{err: ErrServerClosed}
+	}
+	select {
+	case <-s.bgDone:
+	case <-ctx.Done():
+	}
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = fmt.Errorf("backrpc server shutdown: handlers still running: %w", ctx.Err())
+		}
+	}
+	return err
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() ServerStats {
+	s.mu.Lock()
+	st := ServerStats{Clients: len(s.byID), CallsInFlight: len(s.calls)}
+	s.mu.Unlock()
+	st.Hellos = s.hellos.Load()
+	st.Pings = s.pings.Load()
+	st.Requests = s.requests.Load()
+	st.Duplicates = s.duplicates.Load()
+	st.Retries = s.retries.Load()
+	st.BadMessages = s.bad.Load()
+	st.HandlerErrors = s.handlerErrs.Load()
+	st.Closes = s.closes.Load()
+	st.Timeouts = s.timeouts.Load()
+	st.Calls = s.callsSent.Load()
+	if s.router != nil {
+		st.Transport = s.router.Stats()
+	}
+	return st
+}
+
+// Clients lists the known client sessions.
+func (s *Server) Clients() []ClientInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ClientInfo, 0, len(s.byID))
+	for _, ss := range s.byID {
+		out = append(out, ss.info)
+	}
+	return out
+}
+
+// Client returns the session of a client id.
+func (s *Server) Client(clientID string) (ClientInfo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.byID[clientID]
+	if !ok {
+		return ClientInfo{}, false
+	}
+	return ss.info, true
+}
+
+// HandleMessage dispatches one message from a peer: the transport's
+// OnMessage. It never blocks on a handler and never panics on bad input.
+func (s *Server) HandleMessage(peer transport.PeerID, frames [][]byte) {
+	<-s.started
+	m, err := Decode(frames)
+	if err != nil {
+		s.bad.Add(1)
+		s.log.WithError(err).WithField("peer", fmt.Sprintf("%x", peer)).Debug("dropping malformed message")
+		// The reference stays silent here, leaving the caller waiting for
+		// ever; with an id there is someone to answer.
+		if m.Op == OpRequest && len(frames) >= 2 {
+			s.send(peer, OpResponseError, m.ID, EncodeErrorPayload(fmt.Errorf("bad request: %w", err)))
+		}
+		return
+	}
+	now := time.Now()
+	var info ClientInfo
+	s.mu.Lock()
+	ss := s.byPeer[peer]
+	if ss != nil {
+		ss.lastSeen = now
+		info = ss.info
+	}
+	s.mu.Unlock()
+
+	switch m.Op {
+	case OpHello:
+		s.onHello(peer, m, now)
+	case OpPing:
+		s.pings.Add(1)
+		s.send(peer, OpPong, string(s.id), nil)
+		if ss == nil {
+			// A ping from nobody: we restarted or timed the client out.
+			s.send(peer, OpAskHello, string(s.id), nil)
+		} else if s.h.OnPing != nil {
+			s.h.OnPing(info)
+		}
+	case OpClose:
+		if ss != nil {
+			s.closes.Add(1)
+			if info, ok := s.drop(ss); ok && s.h.OnClientClosed != nil {
+				s.h.OnClientClosed(info)
+			}
+		}
+	case OpRequest:
+		s.onRequest(peer, ss, m)
+	case OpResponse, OpResponseError:
+		s.onResponse(ss, m)
+	default:
+		// Client events (op 4) are ignored, as by the reference; the other
+		// ops are server → client only.
+		s.log.WithField("op", m.Op.String()).Debug("ignoring message")
+	}
+}
+
+func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
+	s.hellos.Add(1)
+	alive, ok := ParseHelloPayload(m.Payload)
+	if !ok {
+		alive = s.opts.AliveTimeout
+	}
+	var replaced *ClientInfo
+	first := false
+
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	ss := s.byPeer[peer]
+	if ss != nil && ss.info.ID != m.ID {
+		// The connection now speaks for another client id: the old one is
+		// gone. (The reference would keep the old id for this connection.)
+		old := ss.info
+		s.dropLocked(ss)
+		replaced = &old
+		ss = nil
+	}
+	if ss == nil {
+		if prev := s.byID[m.ID]; prev != nil {
+			// The same client over a new connection: move the session with
+			// its requests in flight, so their answers reach it there.
+			delete(s.byPeer, prev.info.Peer)
+			prev.info.Peer = peer
+			ss = prev
+		} else {
+			ss = &session{info: ClientInfo{ID: m.ID, Peer: peer}, inflight: map[string]struct{}{}}
+			s.byID[m.ID] = ss
+			first = true
+		}
+		s.byPeer[peer] = ss
+	}
+	ss.info.AliveTimeout = alive
+	ss.lastSeen = now
+	info := ss.info
+	s.mu.Unlock()
+
+	s.send(peer, OpHello, string(s.id), nil)
+	if replaced != nil && s.h.OnClientClosed != nil {
+		s.h.OnClientClosed(*replaced)
+	}
+	if first && s.h.OnClientConnected != nil {
+		s.h.OnClientConnected(info)
+	}
+}
+
+func (s *Server) onRequest(peer transport.PeerID, ss *session, m Message) {
+	if ss == nil {
+		// Requests need a session; the client says hello and sends again.
+		s.retries.Add(1)
+		s.send(peer, OpRetry, m.ID, []byte(retryOne))
+		return
+	}
+	method, params, err := DecodeRequestPayload(m.Payload)
+
+	s.mu.Lock()
+	if _, dup := ss.inflight[m.ID]; dup {
+		s.mu.Unlock()
+		s.duplicates.Add(1)
+		return
+	}
+	if err != nil {
+		s.mu.Unlock()
+		s.bad.Add(1)
+		s.send(peer, OpResponseError, m.ID, EncodeErrorPayload(err))
+		return
+	}
+	if len(ss.inflight) >= s.opts.MaxInflight {
+		s.mu.Unlock()
+		s.retries.Add(1)
+		s.send(peer, OpRetry, m.ID, []byte(retryOne))
+		return
+	}
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	ss.inflight[m.ID] = struct{}{}
+	info := ss.info
+	s.handlers.Add(1)
+	s.mu.Unlock()
+
+	s.requests.Add(1)
+	go s.runHandler(ss, info, m.ID, method, params)
+}
+
+func (s *Server) runHandler(ss *session, info ClientInfo, id, method string, params json.RawMessage) {
+	defer s.handlers.Done()
+	res, err := s.callHandler(info, id, method, params)
+	op := OpResponse
+	var payload []byte
+	if err == nil {
+		payload, err = MarshalJSON(res)
+		if err != nil {
+			err = fmt.Errorf("encode result of %s: %w", method, err)
+		}
+	}
+	if err != nil {
+		if s.ctx.Err() != nil {
+			// Most likely the shutdown's cancellation: stay silent, so that
+			// the client resends the request to the next server instead
+			// of taking "context canceled" for an answer.
+			return
+		}
+		s.handlerErrs.Add(1)
+		op = OpResponseError
+		payload = EncodeErrorPayload(err)
+	}
+
+	s.mu.Lock()
+	delete(ss.inflight, id)
+	peer := info.Peer
+	if cur := s.byID[info.ID]; cur != nil {
+		peer = cur.info.Peer // it may have reconnected meanwhile
+	}
+	s.mu.Unlock()
+	s.send(peer, op, id, payload)
+}
+
+func (s *Server) callHandler(info ClientInfo, id, method string, params json.RawMessage) (res any, err error) {
+	if s.h.HandleRequest == nil {
+		return nil, ErrNoHandler
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.WithFields(logrus.Fields{"method": method, "client": info.ID, "panic": r}).
+				Errorf("request handler panicked\n%s", debug.Stack())
+			res, err = nil, fmt.Errorf("internal error in %s", method)
+		}
+	}()
+	ctx := context.WithValue(s.ctx, requestIDKey{}, id)
+	return s.h.HandleRequest(ctx, info, method, params)
+}
+
+func (s *Server) onResponse(ss *session, m Message) {
+	if ss == nil {
+		return
+	}
+	s.mu.Lock()
+	c := s.calls[m.ID]
+	if c == nil || c.clientID != ss.info.ID {
+		s.mu.Unlock()
+		s.log.WithField("id", m.ID).Debug("response to no back-request of this client")
+		return
+	}
+	delete(s.calls, m.ID)
+	s.mu.Unlock()
+
+	var r callResult
+	if m.Op == OpResponseError {
+		r.err = DecodeErrorPayload(m.Payload)
+	} else if raw, ok := ParseJSON(m.Payload); ok {
+		r.raw = raw
+	} else {
+		r.err = ErrBadResponse
+	}
+	c.done <- r
+}
+
+func (s *Server) handleDisconnect(peer transport.PeerID) {
+	// The session stays (the client may come back within its alive
+	// timeout), but back-requests sent on that connection will not be
+	// answered: fail them now rather than at their deadline.
+	s.mu.Lock()
+	var failed []*call
+	for id, c := range s.calls {
+		if c.peer == peer {
+			delete(s.calls, id)
+			failed = append(failed, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range failed {
+		c.done <- callResult{err: fmt.Errorf("%w: connection lost", ErrClientGone)}
+	}
+}
+
+// drop removes a session; false when it was already gone.
+func (s *Server) drop(ss *session) (ClientInfo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byID[ss.info.ID] != ss {
+		return ClientInfo{}, false
+	}
+	s.dropLocked(ss)
+	return ss.info, true
+}
+
+func (s *Server) dropLocked(ss *session) {
+	if s.byPeer[ss.info.Peer] == ss {
+		delete(s.byPeer, ss.info.Peer)
+	}
+	if s.byID[ss.info.ID] == ss {
+		delete(s.byID, ss.info.ID)
+	}
+	for id, c := range s.calls {
+		if c.clientID == ss.info.ID {
+			delete(s.calls, id)
+			c.done <- callResult{err: ErrClientGone}
+		}
+	}
+}
+
+func (s *Server) sweepLoop() {
+	defer close(s.bgDone)
+	t := time.NewTicker(s.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.sweep(now)
+		}
+	}
+}
+
+// sweep drops the clients silent for longer than their alive timeout.
+func (s *Server) sweep(now time.Time) {
+	var gone []ClientInfo
+	s.mu.Lock()
+	for _, ss := range s.byID {
+		if now.Sub(ss.lastSeen) > ss.info.AliveTimeout {
+			s.dropLocked(ss)
+			gone = append(gone, ss.info)
+		}
+	}
+	s.mu.Unlock()
+	for _, info := range gone {
+		s.timeouts.Add(1)
+		s.log.WithFields(logrus.Fields{"client": info.ID, "alive_timeout": info.AliveTimeout}).Info("client timed out")
+		if s.h.OnClientTimeout != nil {
+			s.h.OnClientTimeout(info)
+		}
+	}
+}
+
+// Call sends a back-request to a connected client and waits for its answer.
+// Its id is CLIENTID-N with N from a server-wide counter. A responseError
+// comes back as a *RemoteError.
+func (s *Server) Call(ctx context.Context, clientID, method string, params any) (json.RawMessage, error) {
+	payload, err := EncodeRequestPayload(method, params)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil, ErrServerClosed
+	}
+	ss := s.byID[clientID]
+	if ss == nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("call %s on %s: %w", method, clientID, ErrUnknownClient)
+	}
+	id := RequestID(clientID, s.callSeq)
+	s.callSeq++
+	c := &call{clientID: clientID, peer: ss.info.Peer, done: make(chan callResult, 1)}
+	s.calls[id] = c
+	s.mu.Unlock()
+
+	s.callsSent.Add(1)
+	if err := s.out.Send(c.peer, EncodeServer(Message{Op: OpRequest, ID: id, Payload: payload})...); err != nil {
+		s.forgetCall(id, c)
+		return nil, fmt.Errorf("call %s on %s: %w", method, clientID, err)
+	}
+	select {
+	case r := <-c.done:
+		if r.err != nil {
+			return nil, fmt.Errorf("call %s on %s: %w", method, clientID, r.err)
+		}
+		return r.raw, nil
+	case <-ctx.Done():
+		s.forgetCall(id, c)
+		return nil, fmt.Errorf("call %s on %s: %w", method, clientID, ctx.Err())
+	}
+}
+
+func (s *Server) forgetCall(id string, c *call) {
+	s.mu.Lock()
+	if s.calls[id] == c {
+		delete(s.calls, id)
+	}
+	s.mu.Unlock()
+}
+
+// SendEvent sends an event (op 4) to one client.
+func (s *Server) SendEvent(clientID string, payload any) error {
+	p, err := MarshalJSON(payload)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	s.mu.Lock()
+	ss := s.byID[clientID]
+	var peer transport.PeerID
+	if ss != nil {
+		peer = ss.info.Peer
+	}
+	s.mu.Unlock()
+	if ss == nil {
+		return fmt.Errorf("event to %s: %w", clientID, ErrUnknownClient)
+	}
+	if err := s.out.Send(peer, EncodeServer(Message{Op: OpEvent, Payload: p})...); err != nil {
+		return fmt.Errorf("event to %s: %w", clientID, err)
+	}
+	return nil
+}
+
+// Broadcast sends one event to every connected client; it returns how many
+// it was queued for.
+func (s *Server) Broadcast(payload any) (int, error) {
+	p, err := MarshalJSON(payload)
+	if err != nil {
+		return 0, fmt.Errorf("encode event: %w", err)
+	}
+	frames := EncodeServer(Message{Op: OpEvent, Payload: p})
+	s.mu.Lock()
+	peers := make([]transport.PeerID, 0, len(s.byID))
+	for _, ss := range s.byID {
+		peers = append(peers, ss.info.Peer)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, peer := range peers {
+		if s.out.Send(peer, frames...) == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Server) send(peer transport.PeerID, op Op, id string, payload []byte) {
+	if err := s.out.Send(peer, EncodeServer(Message{Op: op, ID: id, Payload: payload})...); err != nil {
+		s.log.WithError(err).WithFields(logrus.Fields{"op": op.String(), "id": id}).Debug("send failed")
+	}
+}
