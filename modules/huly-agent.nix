@@ -1,0 +1,425 @@
+# services.huly-agent: hosts Huly containers (builtin Go kinds, child
+# processes, transient systemd units, systemd-nspawn machines) and registers
+# them with a huly-network server.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  cfg = config.services.huly-agent;
+  hl = import ./lib.nix { inherit lib; };
+  inherit (lib) mkOption types;
+  format = pkgs.formats.json { };
+
+  # The polkit rule names this user; packaging/systemd uses the same name.
+  user = "huly-agent";
+
+  pinnedModule = {
+    options = {
+      uuid = mkOption {
+        type = types.strMatching "[^[:space:]]+";
+        description = "The container's fixed uuid.";
+      };
+      labels = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Labels the container is registered with.";
+      };
+      stateless = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          A stateless (HA) container: every agent that declares this uuid
+          offers it, the network keeps the first and the others take over
+          when it goes away.
+        '';
+      };
+    };
+  };
+
+  kindModule = {
+      options = {
+        runtime = mkOption {
+          type = types.enum [
+            "builtin"
+            "process"
+            "transient"
+            "nspawn"
+          ];
+          description = ''
+            How containers of this kind run: `builtin` (Go code in the agent),
+            `process` (a child process), `transient` (a transient systemd unit
+            `huly-c-*`, needs D-Bus and polkit), `nspawn` (a systemd-nspawn
+            machine `huly-*`, needs machined).
+          '';
+        };
+        builtin = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "echo";
+          description = "The built-in kind to serve (runtime `builtin`).";
+        };
+        command = mkOption {
+          type = types.nullOr (types.either types.str types.path);
+          default = null;
+          description = "The program of each container (runtimes `process`, `transient`, and inside `nspawn` machines).";
+        };
+        args = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          description = "Arguments of `command`.";
+        };
+        environment = mkOption {
+          type = types.attrsOf types.str;
+          default = { };
+          description = "Environment of `command`.";
+        };
+        labels = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          description = "Labels of every container of this kind.";
+        };
+        maxInstances = mkOption {
+          type = types.ints.unsigned;
+          default = 0;
+          description = "Most containers of this kind at once; 0 for no limit.";
+        };
+        restart = mkOption {
+          type = types.enum [
+            "never"
+            "on-failure"
+          ];
+          default = "never";
+          description = "Whether a crashed container is started again.";
+        };
+        restartBackoff = mkOption {
+          type = hl.duration;
+          default = "1s";
+          description = "First wait before a restart; it grows with repeated crashes.";
+        };
+        unusedTimeout = mkOption {
+          type = hl.duration;
+          default = "5s";
+          description = "A container nobody references is stopped after this long.";
+        };
+        pinned = mkOption {
+          type = types.listOf (types.submodule pinnedModule);
+          default = [ ];
+          description = "Containers with fixed uuids that the agent keeps running and registered.";
+        };
+        unitProperties = mkOption {
+          type = types.attrsOf (
+            types.oneOf [
+              types.str
+              types.int
+              types.bool
+            ]
+          );
+          default = { };
+          example = {
+            MemoryMax = "512M";
+            CPUQuota = "50%";
+          };
+          description = "Properties of each transient unit (runtimes `transient` and `nspawn`).";
+        };
+        nspawn = {
+          directory = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "/var/lib/machines/web";
+            description = "Root directory of each machine (runtime `nspawn`; this or `image`).";
+          };
+          image = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            description = "Disk image of each machine (runtime `nspawn`; this or `directory`).";
+          };
+          privateNetwork = mkOption {
+            type = types.bool;
+            default = true;
+            description = "Give each machine its own network namespace; its port is then bridged to the host.";
+          };
+          bind = mkOption {
+            type = types.listOf types.str;
+            default = [ ];
+            example = [ "/srv/data:/data" ];
+            description = "Bind mounts `SOURCE:DEST` into each machine.";
+          };
+          port = mkOption {
+            type = types.nullOr types.port;
+            default = null;
+            description = "The TCP port the container serves on inside its machine (runtime `nspawn`).";
+          };
+        };
+        extraSettings = mkOption {
+          type = format.type;
+          default = { };
+          description = "Further keys of this kind's JSON object, written as given.";
+        };
+      };
+    };
+
+  renderKind =
+    k:
+    lib.filterAttrs (_: v: v != null) {
+      inherit (k)
+        runtime
+        builtin
+        args
+        environment
+        labels
+        restart
+        ;
+      command = if k.command == null then null else toString k.command;
+      max_instances = k.maxInstances;
+      restart_backoff = k.restartBackoff;
+      unused_timeout = k.unusedTimeout;
+      pinned = map (p: { inherit (p) uuid labels stateless; }) k.pinned;
+      unit_properties = if k.unitProperties == { } then null else k.unitProperties;
+      nspawn =
+        if k.runtime != "nspawn" then
+          null
+        else
+          lib.filterAttrs (_: v: v != null) {
+            inherit (k.nspawn)
+              directory
+              image
+              bind
+              port
+              ;
+            private_network = k.nspawn.privateNetwork;
+          };
+    }
+    // k.extraSettings;
+
+  finalSettings = cfg.settings // {
+    kinds = (cfg.settings.kinds or { }) // lib.mapAttrs (_: renderKind) cfg.kinds;
+  };
+
+  kindsWith = runtimes: lib.filterAttrs (_: k: lib.elem k.runtime runtimes) cfg.kinds;
+  usesSystemd = kindsWith [
+    "transient"
+    "nspawn"
+  ] != { };
+
+  allPinned = lib.concatLists (
+    lib.mapAttrsToList (kind: k: map (p: "${kind}/${p.uuid}") k.pinned) cfg.kinds
+  );
+  pinnedUuids = lib.concatMap (k: map (p: p.uuid) k.pinned) (lib.attrValues cfg.kinds);
+  duplicateUuids = lib.unique (
+    lib.filter (u: lib.count (x: x == u) pinnedUuids > 1) pinnedUuids
+  );
+
+  kindAssertions = lib.concatLists (
+    lib.mapAttrsToList (name: k: [
+      {
+        assertion = k.runtime != "builtin" || k.builtin != null;
+        message = "services.huly-agent.kinds.${name}: runtime \"builtin\" needs `builtin` (e.g. \"echo\").";
+      }
+      {
+        assertion = !(lib.elem k.runtime [ "process" "transient" ]) || k.command != null;
+        message = "services.huly-agent.kinds.${name}: runtime \"${k.runtime}\" needs `command`.";
+      }
+      {
+        assertion = k.runtime != "nspawn" || ((k.nspawn.directory == null) != (k.nspawn.image == null));
+        message = "services.huly-agent.kinds.${name}: runtime \"nspawn\" needs exactly one of `nspawn.directory` and `nspawn.image`.";
+      }
+      {
+        assertion = k.runtime != "nspawn" || k.nspawn.port != null;
+        message = "services.huly-agent.kinds.${name}: runtime \"nspawn\" needs `nspawn.port`, the port the bridge brings to the host.";
+      }
+    ]) cfg.kinds
+  );
+
+  kindWarnings = lib.concatLists (
+    lib.mapAttrsToList (
+      name: k:
+      lib.optional (k.unitProperties != { } && !(lib.elem k.runtime [ "transient" "nspawn" ]))
+        "services.huly-agent.kinds.${name}.unitProperties has no effect with runtime \"${k.runtime}\"."
+    ) cfg.kinds
+  );
+
+  listen = hl.tcpListenOf cfg.settings.listen;
+  metrics = hl.tcpListenOf cfg.settings.metrics_listen;
+in
+{
+  imports = [ ./ports.nix ];
+
+  options.services.huly-agent = {
+    enable = lib.mkEnableOption "huly-agent, the Huly Virtual Network agent";
+
+    package = lib.mkPackageOption pkgs "huly-net" { };
+
+    settings = mkOption {
+      default = { };
+      description = ''
+        The agent's JSON configuration (passed with `--config`), without
+        `kinds` (see `services.huly-agent.kinds`). The keys below are typed
+        and documented; any other key is written as given.
+      '';
+      type = types.submodule {
+        freeformType = format.type;
+        options = {
+          network = mkOption {
+            type = hl.hostPort;
+            default = "127.0.0.1:3737";
+            description = "HOST:PORT of the huly-network server.";
+          };
+          agent_id = mkOption {
+            type = types.str;
+            default = "";
+            description = "The agent's id; empty to generate one once and keep it in the state directory.";
+          };
+          listen = mkOption {
+            type = hl.hostPort;
+            default = "0.0.0.0:3738";
+            description = "Address of the agent's own endpoint (routed and direct container connections).";
+          };
+          advertise_host = mkOption {
+            type = types.str;
+            default = "";
+            example = "agent1.example.org";
+            description = "Host name clients use to reach the agent's endpoint; empty to derive it.";
+          };
+          labels = mkOption {
+            type = types.listOf types.str;
+            default = [ ];
+            description = "Labels of the agent.";
+          };
+          metrics_listen = mkOption {
+            type = hl.optionalHostPort;
+            default = "";
+            description = "Address of the Prometheus metrics endpoint; empty for none. Never opened in the firewall.";
+          };
+          log_level = mkOption {
+            type = hl.logLevel;
+            default = "info";
+            description = "Log level.";
+          };
+          log_format = mkOption {
+            type = hl.logFormat;
+            default = "auto";
+            description = "Log format; `auto` writes native journal fields when stderr is the journal.";
+          };
+        };
+      };
+    };
+
+    kinds = mkOption {
+      type = types.attrsOf (types.submodule kindModule);
+      default = { };
+      example = {
+        echo = {
+          runtime = "builtin";
+          builtin = "echo";
+        };
+        worker = {
+          runtime = "transient";
+          command = "/run/current-system/sw/bin/my-worker";
+          restart = "on-failure";
+          unitProperties.MemoryMax = "512M";
+        };
+      };
+      description = "The kinds of container this agent offers, by name.";
+    };
+
+    configFile = mkOption {
+      type = types.path;
+      readOnly = true;
+      description = "The JSON file generated from `settings` and `kinds`.";
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Open the agent's listen port in the firewall (the metrics port stays closed).";
+    };
+
+    extraArgs = hl.extraArgsOption;
+
+    watchdogSec = hl.watchdogOption;
+  };
+
+  config = lib.mkMerge [
+    { services.huly-agent.configFile = format.generate "huly-agent.json" finalSettings; }
+
+    (lib.mkIf cfg.enable {
+      assertions = kindAssertions ++ [
+        {
+          assertion = duplicateUuids == [ ];
+          message = "services.huly-agent.kinds: pinned uuids must be unique, these repeat: ${lib.concatStringsSep ", " duplicateUuids} (in ${lib.concatStringsSep ", " allPinned}).";
+        }
+        {
+          assertion =
+            !(cfg.settings ? kinds)
+            || lib.intersectLists (lib.attrNames cfg.settings.kinds) (lib.attrNames cfg.kinds) == [ ];
+          message = "services.huly-agent: a kind is declared both in settings.kinds and in kinds; use kinds only.";
+        }
+      ];
+      warnings = kindWarnings;
+
+      services.huly-net.listeners = [
+        {
+          owner = "services.huly-agent.settings.listen";
+          inherit (listen) host port;
+        }
+      ]
+      ++ lib.optional (metrics != null) {
+        owner = "services.huly-agent.settings.metrics_listen";
+        inherit (metrics) host port;
+      };
+
+      networking.firewall.allowedTCPPorts = lib.optional cfg.openFirewall listen.port;
+
+      users.users.${user} = {
+        isSystemUser = true;
+        group = user;
+        description = "Huly Virtual Network agent";
+      };
+      users.groups.${user} = { };
+
+      # Starting, stopping and killing huly-c-* units and terminating huly-*
+      # machines is all the transient and nspawn runtimes ask of systemd and
+      # machined; the same rule file ships for plain systemd hosts.
+      security.polkit = lib.mkIf usesSystemd {
+        enable = true;
+        extraConfig = builtins.readFile ../packaging/systemd/50-huly-agent.rules;
+      };
+
+      systemd.services.huly-agent = {
+        description = "Huly Virtual Network agent";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [
+          "network-online.target"
+          "dbus.service"
+        ]
+        ++ lib.optional (config.services ? huly-network && config.services.huly-network.enable) "huly-network.service";
+        serviceConfig =
+          hl.notifyService cfg.watchdogSec
+          // hl.baseHardening
+          # The agent talks to systemd and machined as its real uid, which a
+          # user namespace would hide, so PrivateUsers= stays off; see
+          # packaging/systemd/huly-agent.service for the rest of the why.
+          // removeAttrs (hl.bindCapabilities [
+            listen
+            metrics
+          ]) [ "PrivateUsers" ]
+          // {
+            ExecStart = hl.execStart cfg.package "huly-agent" cfg.configFile cfg.extraArgs;
+            User = user;
+            Group = user;
+            StateDirectory = "huly-agent";
+            StateDirectoryMode = "0700";
+            KillMode = "mixed";
+            SystemCallFilter = [
+              "@system-service"
+              "~@privileged"
+            ];
+          };
+      };
+    })
+  ];
+}
