@@ -454,7 +454,8 @@ func (n *Network) Kinds() []string {
 }
 
 // Containers answers cl: the containers of a kind, or all of them for ""
-// (the reference answers [] to a null kind), sorted by uuid.
+// (the reference answers [] to a null kind), sorted by uuid. Records share
+// their Labels and Extra with the network: read them, do not modify them.
 func (n *Network) Containers(kind string) []ContainerRecord {
 	n.mu.RLock()
 	var out []ContainerRecord
@@ -605,6 +606,9 @@ func (n *Network) releaseLocked(cl *client, uuid ContainerUUID) {
 // "No suitable agents found for container KIND" (errors.Is
 // ErrNoSuitableAgents).
 func (n *Network) Get(ctx context.Context, clientID ClientID, kind string, opts GetOptions) (ContainerUUID, string, error) {
+	if opts.Extra != nil && !json.Valid(opts.Extra) {
+		return "", "", fmt.Errorf("%w: get container of kind %s: extra is not valid JSON", ErrInvalidParams, kind)
+	}
 	var lastErr error
 	for attempt := 0; attempt < maxGetAttempts; attempt++ {
 		if err := ctx.Err(); err != nil {

@@ -124,6 +124,8 @@ func TestRegisterValidatesAndFillsRecords(t *testing.T) {
 	_, err = h.net.RegisterAgent(clientA, AgentRegistration{UUID: agentA, Containers: []ContainerRecord{{Kind: "echo"}}})
 	require.ErrorIs(t, err, ErrInvalidRegistration)
 	assert.Contains(t, err.Error(), "container record 0 has no uuid")
+	_, err = h.net.RegisterAgent(clientA, AgentRegistration{UUID: agentA, Containers: []ContainerRecord{{UUID: "c1", Extra: json.RawMessage(`{`)}}})
+	require.ErrorIs(t, err, ErrInvalidRegistration)
 	assert.Empty(t, h.net.Agents(), "a rejected registration changes nothing")
 
 	_, err = h.net.RegisterAgent(clientA, AgentRegistration{
@@ -709,6 +711,14 @@ func TestNewWithoutCallerFailsBackRequestsCleanly(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNoCaller)
 	_, err = n.Route(context.Background(), "c1", "op", nil)
 	assert.ErrorIs(t, err, ErrNoCaller)
+}
+
+func TestGetRejectsInvalidExtra(t *testing.T) {
+	h := newHarness(t)
+	h.register(clientA, agentA, []string{"echo"})
+	_, _, err := h.net.Get(context.Background(), clientX, "echo", GetOptions{Extra: json.RawMessage(`{"a":`)})
+	require.ErrorIs(t, err, ErrInvalidParams)
+	assert.Empty(t, h.caller.getCalls())
 }
 
 func TestGetHonoursCancelledContext(t *testing.T) {

@@ -192,8 +192,8 @@ func DecodeRegistration(data []byte) (AgentRegistration, error) {
 	return reg, nil
 }
 
-// Validate checks what RegisterAgent needs: an agent id and a uuid on every
-// container record.
+// Validate checks what RegisterAgent needs: an agent id, and a uuid and
+// valid extra JSON on every container record.
 func (a AgentRegistration) Validate() error {
 	if a.UUID == "" {
 		return fmt.Errorf("%w: no agent uuid", ErrInvalidRegistration)
@@ -201,6 +201,12 @@ func (a AgentRegistration) Validate() error {
 	for i, c := range a.Containers {
 		if c.UUID == "" {
 			return fmt.Errorf("%w: agent %s: container record %d has no uuid", ErrInvalidRegistration, a.UUID, i)
+		}
+		// Only possible through the Go API (decoding yields valid JSON),
+		// but one such record would make every later event batch
+		// unmarshalable.
+		if c.Extra != nil && !json.Valid(c.Extra) {
+			return fmt.Errorf("%w: agent %s: container %s: extra is not valid JSON", ErrInvalidRegistration, a.UUID, c.UUID)
 		}
 	}
 	return nil
