@@ -225,12 +225,13 @@ let
         }
       ]
       ++ lib.mapAttrsToList (pname: p: {
+        # An unknown container address is reported by the assertion above.
         assertion =
           let
             relay = hl.tcpListenOf "tcp:${joinHostPort (relayAddressOf machine c p) (relayPortOf p)}";
             service = hl.tcpListenOf "tcp:${joinHostPort p.serviceAddress p.servicePort}";
           in
-          relay == null || service == null || !(hl.collides relay service);
+          containerAddress machine c == null || relay == null || service == null || !(hl.collides relay service);
         message = "services.huly-bridge.containers.${machine}.ports.${pname}: the relay would listen where the service does (port ${toString (relayPortOf p)}); set relayPort or keep relayAddress on the container's own address.";
       }) c.ports
     ) cfg.containers
