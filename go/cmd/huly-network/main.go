@@ -1,0 +1,284 @@
+// Command huly-network is the Huly network server: the ROUTER on port 3737
+// that agents register with and clients get containers from.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/huly-net/huly-net/go/internal/config"
+	"github.com/huly-net/huly-net/go/internal/logsetup"
+	"github.com/huly-net/huly-net/go/internal/systemd"
+	"github.com/huly-net/huly-net/go/internal/version"
+	"github.com/huly-net/huly-net/go/server"
+	"github.com/huly-net/huly-net/go/transport"
+)
+
+const defaultListen = "tcp://*:3737"
+
+// Config is the daemon's configuration: JSON keys, flags (--max-frame-size)
+// and HULY_* variables are derived from the json tags.
+type Config struct {
+	Listen           string          `json:"listen" usage:"address to bind: tcp://HOST:PORT (HOST may be *); env HOST and PORT are honoured when this is not set"`
+	AliveTimeout     config.Duration `json:"alive_timeout" usage:"drop a client, and the agents it hosts, after this long without a ping"`
+	UnusedTimeout    config.Duration `json:"unused_timeout" usage:"terminate a container this long after its last reference is released"`
+	PingInterval     config.Duration `json:"ping_interval" usage:"how often silent clients are swept (must be below alive-timeout)"`
+	MaxFrameSize     int64           `json:"max_frame_size" usage:"largest accepted frame in bytes; a peer announcing more is disconnected"`
+	MaxInflight      int             `json:"max_inflight" usage:"requests in flight per client before it is told to retry"`
+	HandshakeTimeout config.Duration `json:"handshake_timeout" usage:"time a new connection has to complete the ZMTP handshake"`
+	SendQueue        int             `json:"send_queue" usage:"messages queued per client before a client that stopped reading is disconnected"`
+	ShutdownTimeout  config.Duration `json:"shutdown_timeout" usage:"time to finish requests in flight on SIGTERM"`
+	MetricsListen    string          `json:"metrics_listen" usage:"serve Prometheus metrics on HOST:PORT at /metrics (off when empty)"`
+	LogLevel         string          `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
+	LogFormat        string          `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
+}
+
+func defaults() *Config {
+	return &Config{
+		Listen:           defaultListen,
+		AliveTimeout:     config.Duration(3 * time.Second),
+		UnusedTimeout:    config.Duration(5 * time.Second),
+		PingInterval:     config.Duration(time.Second),
+		MaxFrameSize:     transport.DefaultMaxFrameSize,
+		MaxInflight:      1024,
+		HandshakeTimeout: config.Duration(transport.DefaultHandshakeTimeout),
+		SendQueue:        transport.DefaultSendQueue,
+		ShutdownTimeout:  config.Duration(5 * time.Second),
+		LogLevel:         "info",
+		LogFormat:        "auto",
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	positive := func(key string, d config.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive, got %s", key, d))
+		}
+	}
+	positive("alive_timeout", c.AliveTimeout)
+	positive("unused_timeout", c.UnusedTimeout)
+	positive("ping_interval", c.PingInterval)
+	positive("handshake_timeout", c.HandshakeTimeout)
+	positive("shutdown_timeout", c.ShutdownTimeout)
+	if c.PingInterval >= c.AliveTimeout && c.PingInterval > 0 {
+		errs = append(errs, fmt.Errorf("ping_interval (%s) must be below alive_timeout (%s)", c.PingInterval, c.AliveTimeout))
+	}
+	if c.MaxFrameSize < 1024 {
+		errs = append(errs, fmt.Errorf("max_frame_size: must be at least 1024 bytes, got %d", c.MaxFrameSize))
+	}
+	if c.MaxInflight < 1 {
+		errs = append(errs, fmt.Errorf("max_inflight: must be at least 1, got %d", c.MaxInflight))
+	}
+	if c.SendQueue < 1 {
+		errs = append(errs, fmt.Errorf("send_queue: must be at least 1, got %d", c.SendQueue))
+	}
+	if _, err := transport.ParseAddr(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %w", err))
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("metrics_listen: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// run is the daemon; it returns the exit code: 0 after a clean stop, 1 when
+// serving failed, 2 for bad flags or configuration.
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg := defaults()
+	fs := flag.NewFlagSet("huly-network", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	loader := config.New(fs, cfg)
+	if err := loader.Load(args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "huly-network: %v\n", err)
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stderr, "huly-network", version.Version)
+		return 0
+	}
+	// The TypeScript pod is configured with PORT (and HOST); honour them
+	// when nothing more specific said where to listen.
+	if cfg.Listen == defaultListen {
+		if port := getenv("PORT"); port != "" {
+			host := getenv("HOST")
+			if host == "" || host == "0.0.0.0" {
+				host = "*"
+			}
+			cfg.Listen = "tcp://" + net.JoinHostPort(host, port)
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(stderr, "huly-network: invalid configuration: %v\n", err)
+		return 2
+	}
+	log, err := logsetup.ConfigureOutput(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "huly-network: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.WithError(err).Error("huly-network failed")
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, cfg *Config, log *logrus.Logger) error {
+	notifier := systemd.NewNotifier(log)
+	srv := server.New(server.Options{
+		AliveTimeout:  cfg.AliveTimeout.D(),
+		UnusedTimeout: cfg.UnusedTimeout.D(),
+		PingInterval:  cfg.PingInterval.D(),
+		MaxInflight:   cfg.MaxInflight,
+		Transport: transport.Options{
+			MaxFrameSize:     cfg.MaxFrameSize,
+			HandshakeTimeout: cfg.HandshakeTimeout.D(),
+			SendQueue:        cfg.SendQueue,
+			Logger:           log,
+		},
+		Logger: log,
+	})
+
+	listeners, err := systemd.Listeners()
+	if err != nil {
+		return fmt.Errorf("socket activation: %w", err)
+	}
+	if len(listeners) > 0 {
+		ln, err := systemd.OnlyListener(listeners)
+		if err != nil {
+			systemd.CloseListeners(listeners)
+			return fmt.Errorf("socket activation: %w", err)
+		}
+		if err := srv.Serve(ln); err != nil {
+			return fmt.Errorf("serve activated socket: %w", err)
+		}
+		log.WithField("listen", ln.Addr().String()).Info("serving the socket passed by systemd")
+	} else {
+		if err := srv.Listen(cfg.Listen); err != nil {
+			return err
+		}
+	}
+
+	var metricsSrv *http.Server
+	metricsDone := make(chan struct{})
+	if cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("metrics listen %s: %w", cfg.MetricsListen, err)
+		}
+		metricsSrv = &http.Server{Handler: metricsHandler(srv), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			defer close(metricsDone)
+			if err := metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.WithError(err).Error("metrics server stopped")
+			}
+		}()
+		log.WithField("metrics", ln.Addr().String()).Info("serving metrics")
+	} else {
+		close(metricsDone)
+	}
+
+	log.WithFields(logrus.Fields{
+		"listen":        srv.Addr().String(),
+		"server_id":     srv.ID(),
+		"version":       version.Version,
+		"alive_timeout": cfg.AliveTimeout.D(),
+	}).Info("huly-network ready")
+	notifier.Ready()
+	status := func() {
+		st := srv.Stats()
+		notifier.Status("%d clients, %d agents, %d containers", st.RPC.Clients, st.Network.Agents, st.Network.Containers)
+	}
+	status()
+
+	// The main loop's liveness feeds the watchdog: a stuck status loop (or
+	// a deadlocked network core, which Stats would block on) withholds it.
+	alive := make(chan chan struct{})
+	wdCtx, wdCancel := context.WithCancel(ctx)
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		notifier.WatchdogCheck(wdCtx, func(c context.Context) error {
+			ack := make(chan struct{})
+			select {
+			case alive <- ack:
+			case <-c.Done():
+				return errors.New("main loop did not answer")
+			}
+			select {
+			case <-ack:
+				return nil
+			case <-c.Done():
+				return errors.New("main loop did not answer")
+			}
+		})
+	}()
+
+	runCtx, runCancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- srv.Run(runCtx, cfg.ShutdownTimeout.D()) }()
+
+	statusTick := time.NewTicker(time.Second)
+	defer statusTick.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-runDone:
+			runCancel()
+			wdCancel()
+			<-wdDone
+			return fmt.Errorf("server stopped: %w", err)
+		case <-statusTick.C:
+			status()
+		case ack := <-alive:
+			_ = srv.Stats()
+			close(ack)
+		}
+	}
+
+	log.Info("stopping: finishing requests in flight")
+	notifier.Stopping()
+	wdCancel()
+	<-wdDone
+	runCancel()
+	err = <-runDone
+	if metricsSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = metricsSrv.Shutdown(sctx)
+		cancel()
+	}
+	<-metricsDone
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("huly-network stopped")
+	return nil
+}

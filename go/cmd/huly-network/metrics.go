@@ -1,0 +1,77 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/huly-net/huly-net/go/server"
+)
+
+// statsCollector reads the server's counters once per scrape, so metrics
+// cost nothing on the request path.
+type statsCollector struct {
+	srv   *server.Server
+	descs map[string]*prometheus.Desc
+}
+
+type metricDef struct {
+	name, help string
+	typ        prometheus.ValueType
+	value      func(server.Stats) float64
+}
+
+var metricDefs = []metricDef{
+	{"huly_network_clients", "Clients connected (with a hello).", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.RPC.Clients) }},
+	{"huly_network_agents", "Registered agents.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Network.Agents) }},
+	{"huly_network_kinds", "Distinct container kinds offered.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Network.Kinds) }},
+	{"huly_network_containers", "Known containers.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Network.Containers) }},
+	{"huly_network_orphans", "Containers without references, waiting for the unused timeout.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Network.Orphans) }},
+	{"huly_network_references", "Container references held by clients.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Network.References) }},
+	{"huly_network_pending_starts", "Container starts in flight.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Network.PendingStarts) }},
+	{"huly_network_back_requests_in_flight", "Back-requests to agents awaiting an answer.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.RPC.CallsInFlight) }},
+	{"huly_network_requests_total", "Requests handled.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Requests) }},
+	{"huly_network_request_errors_total", "Requests answered with responseError by a handler.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.HandlerErrors) }},
+	{"huly_network_retries_total", "Requests answered with retry (unknown client or too many in flight).", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Retries) }},
+	{"huly_network_duplicate_requests_total", "Requests ignored because the same id was in flight.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Duplicates) }},
+	{"huly_network_bad_messages_total", "Undecodable messages and bad request payloads.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.BadMessages) }},
+	{"huly_network_hellos_total", "Hello messages.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Hellos) }},
+	{"huly_network_client_timeouts_total", "Clients dropped for silence.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Timeouts) }},
+	{"huly_network_back_requests_total", "Back-requests sent to agents.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Calls) }},
+	{"huly_network_connections_accepted_total", "TCP connections accepted.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.Accepted) }},
+	{"huly_network_handshake_failures_total", "Connections that failed or timed out in the ZMTP handshake.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.HandshakeFailures) }},
+	{"huly_network_oversize_frames_total", "Connections closed for announcing a frame over max_frame_size.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.OversizeFrames) }},
+	{"huly_network_slow_peer_disconnects_total", "Peers disconnected because their send queue filled.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.SlowPeerDisconnects) }},
+	{"huly_network_accept_errors_total", "Failed accepts (e.g. out of file descriptors).", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.AcceptErrors) }},
+}
+
+func newStatsCollector(srv *server.Server) *statsCollector {
+	c := &statsCollector{srv: srv, descs: map[string]*prometheus.Desc{}}
+	for _, d := range metricDefs {
+		c.descs[d.name] = prometheus.NewDesc(d.name, d.help, nil, nil)
+	}
+	return c
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.srv.Stats()
+	for _, d := range metricDefs {
+		ch <- prometheus.MustNewConstMetric(c.descs[d.name], d.typ, d.value(st))
+	}
+}
+
+func metricsHandler(srv *server.Server) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newStatsCollector(srv), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}

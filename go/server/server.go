@@ -1,0 +1,329 @@
+// Package server joins the network core (package network) to the wire
+// (package backrpc): it is the method table of the network server (ar au al
+// ak cl gg cr cs, PROTOCOL.md §4), the back-requests to agents (gg cl cs ct,
+// §5), client liveness, and the periodic check that expires agents and
+// orphans and broadcasts the merged events.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/huly-net/huly-net/go/backrpc"
+	"github.com/huly-net/huly-net/go/network"
+	"github.com/huly-net/huly-net/go/transport"
+)
+
+// Options configure a Server. Zero values take the reference's defaults.
+type Options struct {
+	AliveTimeout  time.Duration // 3s
+	UnusedTimeout time.Duration // 5s
+	PingInterval  time.Duration // 1s
+	// CheckInterval is how often agents and orphans are checked and events
+	// are broadcast. Default: half the ping interval. (The reference checks
+	// once per alive timeout, which delays failover by up to that much.)
+	CheckInterval time.Duration
+	MaxInflight   int // 1024
+	// CallTimeout bounds one back-request to an agent. Default 30s.
+	CallTimeout time.Duration
+	Transport   transport.Options
+	Clock       network.Clock
+	Logger      logrus.FieldLogger
+}
+
+func (o Options) withDefaults() Options {
+	if o.AliveTimeout <= 0 {
+		o.AliveTimeout = 3 * time.Second
+	}
+	if o.UnusedTimeout <= 0 {
+		o.UnusedTimeout = 5 * time.Second
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = time.Second
+	}
+	if o.CheckInterval <= 0 {
+		o.CheckInterval = o.PingInterval / 2
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = logrus.StandardLogger()
+	}
+	return o
+}
+
+// Stats is what the daemon reports in STATUS= and metrics.
+type Stats struct {
+	Network network.Stats
+	RPC     backrpc.ServerStats
+}
+
+// Server is a network server: bind it with Listen or Serve, then Run it.
+type Server struct {
+	opts Options
+	log  logrus.FieldLogger
+	rpc  *backrpc.Server
+	net  *network.Network
+
+	runOnce sync.Once
+}
+
+// New creates a server; nothing is bound yet.
+func New(opts Options) *Server {
+	opts = opts.withDefaults()
+	s := &Server{opts: opts, log: opts.Logger}
+	s.net = network.New(network.Options{
+		Clock:         opts.Clock,
+		AliveTimeout:  opts.AliveTimeout,
+		UnusedTimeout: opts.UnusedTimeout,
+		Caller:        caller{s},
+		Logger:        opts.Logger,
+	})
+	s.rpc = backrpc.NewServer(backrpc.ServerOptions{
+		AliveTimeout: opts.AliveTimeout,
+		PingInterval: opts.PingInterval,
+		MaxInflight:  opts.MaxInflight,
+		Transport:    opts.Transport,
+		Logger:       opts.Logger,
+	}, backrpc.ServerHandler{
+		HandleRequest: s.handle,
+		OnClientConnected: func(c backrpc.ClientInfo) {
+			s.net.ClientSeen(network.ClientID(c.ID))
+			s.net.SetClientAliveTimeout(network.ClientID(c.ID), c.AliveTimeout)
+		},
+		OnClientClosed:  func(c backrpc.ClientInfo) { s.net.ClientGone(network.ClientID(c.ID)) },
+		OnClientTimeout: func(c backrpc.ClientInfo) { s.net.ClientGone(network.ClientID(c.ID)) },
+		OnPing:          func(c backrpc.ClientInfo) { s.net.ClientSeen(network.ClientID(c.ID)) },
+	})
+	return s
+}
+
+// Listen binds addr ("tcp://HOST:PORT").
+func (s *Server) Listen(addr string) error { return s.rpc.Listen(addr) }
+
+// Serve serves an existing listener (socket activation).
+func (s *Server) Serve(ln net.Listener) error { return s.rpc.Serve(ln) }
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.rpc.Addr() }
+
+// ID is the server id sent in hello answers.
+func (s *Server) ID() string { return s.rpc.ID() }
+
+// Network exposes the core, read-only use (status, tests).
+func (s *Server) Network() *network.Network { return s.net }
+
+// Stats returns the current counts.
+func (s *Server) Stats() Stats { return Stats{Network: s.net.Stats(), RPC: s.rpc.Stats()} }
+
+// Run performs the periodic check until ctx ends, then shuts the server
+// down (bounded by shutdownTimeout) and returns.
+func (s *Server) Run(ctx context.Context, shutdownTimeout time.Duration) error {
+	t := time.NewTicker(s.opts.CheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			return s.rpc.Shutdown(sctx)
+		case <-t.C:
+			s.Check(ctx)
+		}
+	}
+}
+
+// Check runs one periodic check and broadcasts its events.
+func (s *Server) Check(ctx context.Context) {
+	tctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
+	defer cancel()
+	ev := s.net.Tick(tctx)
+	if ev.Empty() {
+		return
+	}
+	if _, err := s.rpc.Broadcast(ev); err != nil {
+		s.log.WithError(err).Warn("broadcast network event")
+	}
+}
+
+// Close stops the server at once.
+func (s *Server) Close() error { return s.rpc.Close() }
+
+// ---- the method table (PROTOCOL.md §4) ----
+
+// errUnknownMethod keeps the reference's text shape ("Unknown method" and
+// the name), with a space the reference forgot.
+type errUnknownMethod string
+
+func (e errUnknownMethod) Error() string { return "Unknown method " + string(e) }
+
+func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string, params json.RawMessage) (any, error) {
+	client := network.ClientID(c.ID)
+	s.net.ClientSeen(client)
+	switch method {
+	case "ar":
+		var reg network.AgentRegistration
+		if err := decode(params, &reg); err != nil {
+			return nil, fmt.Errorf("ar: %w", err)
+		}
+		if reg.UUID == "" {
+			return nil, errors.New("ar: agent uuid is required")
+		}
+		term, err := s.net.RegisterAgent(client, reg)
+		if err != nil {
+			return nil, err
+		}
+		if term == nil {
+			term = []network.ContainerUUID{}
+		}
+		return term, nil
+	case "au":
+		var p struct {
+			UUID network.AgentID `json:"uuid"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, fmt.Errorf("au: %w", err)
+		}
+		if err := s.net.UnregisterAgent(client, p.UUID); err != nil {
+			return nil, err
+		}
+		return "ok", nil
+	case "al":
+		return nonNil(s.net.Agents()), nil
+	case "ak":
+		return nonNil(s.net.Kinds()), nil
+	case "cl":
+		var p struct {
+			Kind *string `json:"kind"`
+		}
+		if len(params) > 0 && string(params) != "null" {
+			if err := decode(params, &p); err != nil {
+				return nil, fmt.Errorf("cl: %w", err)
+			}
+		}
+		kind := ""
+		if p.Kind != nil {
+			kind = *p.Kind
+		}
+		return nonNil(s.net.Containers(kind)), nil
+	case "gg":
+		var p struct {
+			Kind    string             `json:"kind"`
+			Request network.GetOptions `json:"request"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, fmt.Errorf("gg: %w", err)
+		}
+		if p.Kind == "" {
+			return nil, errors.New("gg: kind is required")
+		}
+		uuid, ref, err := s.net.Get(ctx, client, p.Kind, p.Request)
+		if err != nil {
+			return nil, err
+		}
+		return []string{string(uuid), ref}, nil
+	case "cr":
+		var p struct {
+			UUID network.ContainerUUID `json:"uuid"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, fmt.Errorf("cr: %w", err)
+		}
+		s.net.Release(client, p.UUID)
+		return "ok", nil
+	case "cs":
+		var p []json.RawMessage
+		if err := decode(params, &p); err != nil || len(p) < 2 {
+			return nil, errors.New("cs: params must be [containerUuid, operation, data]")
+		}
+		var uuid network.ContainerUUID
+		var op string
+		if err := json.Unmarshal(p[0], &uuid); err != nil {
+			return nil, fmt.Errorf("cs: container uuid: %w", err)
+		}
+		if err := json.Unmarshal(p[1], &op); err != nil {
+			return nil, fmt.Errorf("cs: operation: %w", err)
+		}
+		var data json.RawMessage = json.RawMessage("null")
+		if len(p) > 2 {
+			data = p[2]
+		}
+		return s.net.Route(ctx, uuid, op, data)
+	}
+	return nil, errUnknownMethod(method)
+}
+
+func decode(params json.RawMessage, v any) error {
+	if len(params) == 0 {
+		return errors.New("missing params")
+	}
+	if err := json.Unmarshal(params, v); err != nil {
+		return fmt.Errorf("bad params: %w", err)
+	}
+	return nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// ---- back-requests to the client that hosts an agent (PROTOCOL.md §5) ----
+
+type caller struct{ s *Server }
+
+// call sends a back-request and turns the reference's "normal response
+// carrying an error" ({"error": "Agent X not found"}) into an error.
+func (c caller) call(ctx context.Context, to network.AgentTarget, method string, args any) (json.RawMessage, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.s.opts.CallTimeout)
+	defer cancel()
+	res, err := c.s.rpc.Call(ctx, string(to.Client), method, []any{to.Agent, args})
+	if err != nil {
+		return nil, fmt.Errorf("%s to agent %s: %w", method, to.Agent, err)
+	}
+	var maybeErr struct {
+		Error *string `json:"error"`
+	}
+	if len(res) > 0 && res[0] == '{' && json.Unmarshal(res, &maybeErr) == nil && maybeErr.Error != nil {
+		return nil, fmt.Errorf("%s to agent %s: %s", method, to.Agent, *maybeErr.Error)
+	}
+	return res, nil
+}
+
+func (c caller) GetContainer(ctx context.Context, to network.AgentTarget, kind string, opts network.GetOptions) (network.ContainerUUID, string, error) {
+	res, err := c.call(ctx, to, "gg", []any{kind, opts})
+	if err != nil {
+		return "", "", err
+	}
+	var pair []string
+	if err := json.Unmarshal(res, &pair); err != nil || len(pair) != 2 {
+		return "", "", fmt.Errorf("gg to agent %s: want [uuid, ref], got %s", to.Agent, truncate(res))
+	}
+	return network.ContainerUUID(pair[0]), pair[1], nil
+}
+
+func (c caller) TerminateContainer(ctx context.Context, to network.AgentTarget, uuid network.ContainerUUID) error {
+	_, err := c.call(ctx, to, "ct", []any{uuid})
+	return err
+}
+
+func (c caller) ContainerRequest(ctx context.Context, to network.AgentTarget, uuid network.ContainerUUID, op string, data json.RawMessage) (json.RawMessage, error) {
+	return c.call(ctx, to, "cs", []any{uuid, op, data})
+}
+
+func truncate(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}
