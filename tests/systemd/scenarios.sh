@@ -7,33 +7,33 @@
 # --- helpers --------------------------------------------------------------
 
 skip() {
-	printf '%s' "$*" >"$HN_WORK/skip"
-	exit 77
+  printf '%s' "$*" >"$HN_WORK/skip"
+  exit 77
 }
 
 # note TEXT: a line printed under the scenario's result (measurements).
 note() {
-	printf '%s\n' "$*" >>"$HN_WORK/notes"
-	echo "note: $*"
+  printf '%s\n' "$*" >>"$HN_WORK/notes"
+  echo "note: $*"
 }
 
 fail() {
-	echo "FAIL: $*"
-	exit 1
+  echo "FAIL: $*"
+  exit 1
 }
 
 step() { echo "== $*"; }
 
 # need_bin NAME: the daemon must have been built; absent means not written yet.
 need_bin() {
-	case " $HN_BUILD_FAILED " in
-	*" $1 "*) fail "$1 does not build (see the build log above)" ;;
-	esac
-	[ -x "$HN_BIN/$1" ] || skip "$1 is not in the tree yet (no go/cmd/$1)"
+  case " $HN_BUILD_FAILED " in
+  *" $1 "*) fail "$1 does not build (see the build log above)" ;;
+  esac
+  [ -x "$HN_BIN/$1" ] || skip "$1 is not in the tree yet (no go/cmd/$1)"
 }
 
 need_unit() {
-	[ -f "$HN_UNITS/$1" ] || skip "packaging/systemd/$1 is not in the tree yet"
+  [ -f "$HN_UNITS/$1" ] || skip "packaging/systemd/$1 is not in the tree yet"
 }
 
 # prop NODE UNIT PROPERTY: one property of a unit, as systemctl shows it.
@@ -45,40 +45,40 @@ unit_is() { [ "$(prop "$1" "$2" ActiveState)" = "$3" ]; }
 machine_gone() { ! hn_x "$1" machinectl show "$2" >/dev/null 2>&1; }
 
 expect_eq() {
-	local desc="$1" want="$2" got="$3"
-	[ "$got" = "$want" ] || fail "$desc: want '$want', got '$got'"
-	echo "ok: $desc = $got"
+  local desc="$1" want="$2" got="$3"
+  [ "$got" = "$want" ] || fail "$desc: want '$want', got '$got'"
+  echo "ok: $desc = $got"
 }
 
 # tcp_open NODE HOST PORT: a TCP connection from inside NODE succeeds.
 tcp_open() {
-	# shellcheck disable=SC2016 # expanded by the node's bash
-	hn_x "$1" timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$2" "$3"
+  # shellcheck disable=SC2016 # expanded by the node's bash
+  hn_x "$1" timeout 5 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$2" "$3"
 }
 
 # unit_failed_with NODE UNIT RESULT [SINCE]: the journal says the unit failed
 # with RESULT (systemd resets Result= when it restarts the unit, so the
 # journal is the durable witness).
 unit_failed_with() {
-	hn_x "$1" journalctl --no-pager -q -o cat -u "$2" ${4:+--since "$4"} |
-		grep -q "Failed with result '$3'"
+  hn_x "$1" journalctl --no-pager -q -o cat -u "$2" ${4:+--since "$4"} |
+    grep -q "Failed with result '$3'"
 }
 
 # start_ready NODE UNIT HOST PORT: `systemctl start` returns only after
 # READY=1, and READY=1 is sent only once the listener is bound, so the port
 # must accept at once, without waiting.
 start_ready() {
-	local node="$1" unit="$2" host="$3" port="$4"
-	hn_x "$node" systemctl start "$unit" || {
-		hn_x "$node" systemctl status --no-pager -l "$unit" || true
-		fail "systemctl start $unit failed"
-	}
-	tcp_open "$node" "$host" "$port" || fail "$unit is started (READY=1) but $host:$port does not accept"
-	expect_eq "$unit ActiveState" active "$(prop "$node" "$unit" ActiveState)"
-	local status
-	status=$(prop "$node" "$unit" StatusText)
-	[ -n "$status" ] || fail "$unit has an empty StatusText"
-	echo "ok: $unit StatusText: $status"
+  local node="$1" unit="$2" host="$3" port="$4"
+  hn_x "$node" systemctl start "$unit" || {
+    hn_x "$node" systemctl status --no-pager -l "$unit" || true
+    fail "systemctl start $unit failed"
+  }
+  tcp_open "$node" "$host" "$port" || fail "$unit is started (READY=1) but $host:$port does not accept"
+  expect_eq "$unit ActiveState" active "$(prop "$node" "$unit" ActiveState)"
+  local status
+  status=$(prop "$node" "$unit" StatusText)
+  [ -n "$status" ] || fail "$unit has an empty StatusText"
+  echo "ok: $unit StatusText: $status"
 }
 
 # install_suite NODE: the built daemons and the units from packaging/systemd.
@@ -86,13 +86,13 @@ install_suite() { hn_install_suite "$1" "$HN_BIN" "$HN_UNITS"; }
 
 # dump_journals: what the nodes logged, for a failed scenario's log.
 dump_journals() {
-	local n
-	for n in $(hn_nodes); do
-		hn_node_leader "$n" >/dev/null 2>&1 || continue
-		echo "---- journal of node $n (huly units, last 60 lines)"
-		hn_x "$n" journalctl --no-pager -q -n 60 -u 'huly*' -u 'hn-*' 2>&1 || true
-		hn_x "$n" systemctl --failed --no-pager --plain --no-legend 2>&1 || true
-	done
+  local n
+  for n in $(hn_nodes); do
+    hn_node_leader "$n" >/dev/null 2>&1 || continue
+    echo "---- journal of node $n (huly units, last 60 lines)"
+    hn_x "$n" journalctl --no-pager -q -n 60 -u 'huly*' -u 'hn-*' 2>&1 || true
+    hn_x "$n" systemctl --failed --no-pager --plain --no-legend 2>&1 || true
+  done
 }
 
 # --- plumbing: systemd itself, no daemon of ours --------------------------
@@ -101,8 +101,8 @@ dump_journals() {
 # service becomes active only after READY=1, STATUS= reaches systemd, and a
 # service that stops sending WATCHDOG=1 is killed and restarted.
 scenario_plumbing() {
-	hn_node_up plumb --bind-ro "$HN_ROOTFS:/var/lib/machines/hn-base"
-	hn_write plumb /etc/systemd/system/hn-notify.service <<'EOF'
+  hn_node_up plumb --bind-ro "$HN_ROOTFS:/var/lib/machines/hn-base"
+  hn_write plumb /etc/systemd/system/hn-notify.service <<'EOF'
 [Unit]
 Description=Type=notify probe built from systemd-notify
 
@@ -117,42 +117,42 @@ RestartSec=200ms
 ExecStartPre=/bin/rm -f /run/hn-notify.ready
 ExecStart=/bin/sh -c 'sleep 1; touch /run/hn-notify.ready; systemd-notify --ready --status="probe ready"; while :; do systemd-notify WATCHDOG=1; sleep 0.5; done'
 EOF
-	hn_x plumb systemctl daemon-reload
-	step "start returns after READY=1"
-	hn_x plumb systemctl start hn-notify.service
-	hn_x plumb test -e /run/hn-notify.ready || fail "systemctl start returned before READY=1"
-	expect_eq "ActiveState" active "$(prop plumb hn-notify.service ActiveState)"
-	expect_eq "StatusText" "probe ready" "$(prop plumb hn-notify.service StatusText)"
-	expect_eq "WatchdogUSec" 2s "$(prop plumb hn-notify.service WatchdogUSec)"
+  hn_x plumb systemctl daemon-reload
+  step "start returns after READY=1"
+  hn_x plumb systemctl start hn-notify.service
+  hn_x plumb test -e /run/hn-notify.ready || fail "systemctl start returned before READY=1"
+  expect_eq "ActiveState" active "$(prop plumb hn-notify.service ActiveState)"
+  expect_eq "StatusText" "probe ready" "$(prop plumb hn-notify.service StatusText)"
+  expect_eq "WatchdogUSec" 2s "$(prop plumb hn-notify.service WatchdogUSec)"
 
-	step "a stopped process is killed by the watchdog and restarted"
-	local pid since
-	pid=$(prop plumb hn-notify.service MainPID)
-	since=$(hn_x plumb date '+%Y-%m-%d %H:%M:%S')
-	hn_x plumb kill -STOP "$pid"
-	hn_wait 15 "Result=watchdog in the journal" unit_failed_with plumb hn-notify.service watchdog "$since" ||
-		fail "no watchdog failure within 15s"
-	hn_wait 15 "hn-notify to be active again" \
-		unit_is plumb hn-notify.service active || fail "not restarted"
-	local newpid restarts
-	newpid=$(prop plumb hn-notify.service MainPID)
-	restarts=$(prop plumb hn-notify.service NRestarts)
-	[ "$newpid" != "$pid" ] || fail "MainPID unchanged after the watchdog"
-	[ "$restarts" -ge 1 ] || fail "NRestarts=$restarts"
-	echo "ok: MainPID $pid -> $newpid, NRestarts=$restarts"
+  step "a stopped process is killed by the watchdog and restarted"
+  local pid since
+  pid=$(prop plumb hn-notify.service MainPID)
+  since=$(hn_x plumb date '+%Y-%m-%d %H:%M:%S')
+  hn_x plumb kill -STOP "$pid"
+  hn_wait 15 "Result=watchdog in the journal" unit_failed_with plumb hn-notify.service watchdog "$since" ||
+    fail "no watchdog failure within 15s"
+  hn_wait 15 "hn-notify to be active again" \
+    unit_is plumb hn-notify.service active || fail "not restarted"
+  local newpid restarts
+  newpid=$(prop plumb hn-notify.service MainPID)
+  restarts=$(prop plumb hn-notify.service NRestarts)
+  [ "$newpid" != "$pid" ] || fail "MainPID unchanged after the watchdog"
+  [ "$restarts" -ge 1 ] || fail "NRestarts=$restarts"
+  echo "ok: MainPID $pid -> $newpid, NRestarts=$restarts"
 
-	step "nested machine through systemd-run inside the node"
-	# The agent's nspawn runtime depends on this: a machine started by
-	# systemd inside a node (nspawn run from an nsenter shell fails) and
-	# registered with the node's machined.
-	hn_x plumb systemd-run --quiet --unit=hn-nested --property=Type=notify \
-		--property=TimeoutStartSec=30 \
-		systemd-nspawn --quiet --directory=/var/lib/machines/hn-base --volatile=overlay \
-		--machine=nested --boot --console=passive --notify-ready=yes ||
-		fail "nested machine did not boot"
-	expect_eq "nested machine state" running "$(hn_x plumb machinectl show nested -p State --value)"
-	hn_x plumb systemctl stop hn-nested.service
-	hn_wait 10 "nested machine gone" machine_gone plumb nested || fail "nested machine still registered"
+  step "nested machine through systemd-run inside the node"
+  # The agent's nspawn runtime depends on this: a machine started by
+  # systemd inside a node (nspawn run from an nsenter shell fails) and
+  # registered with the node's machined.
+  hn_x plumb systemd-run --quiet --unit=hn-nested --property=Type=notify \
+    --property=TimeoutStartSec=30 \
+    systemd-nspawn --quiet --directory=/var/lib/machines/hn-base --volatile=overlay \
+    --machine=nested --boot --console=passive --notify-ready=yes ||
+    fail "nested machine did not boot"
+  expect_eq "nested machine state" running "$(hn_x plumb machinectl show nested -p State --value)"
+  hn_x plumb systemctl stop hn-nested.service
+  hn_wait 10 "nested machine gone" machine_gone plumb nested || fail "nested machine still registered"
 }
 
 # --- f: the bridge, two tiers ---------------------------------------------
@@ -160,7 +160,7 @@ EOF
 # bridge_config NODE NAME LISTEN TARGET: /etc/huly-net/bridge/NAME.json,
 # read by huly-bridge@NAME.service.
 bridge_config() {
-	hn_write "$1" "/etc/huly-net/bridge/$2.json" <<JSON
+  hn_write "$1" "/etc/huly-net/bridge/$2.json" <<JSON
 {"forwards": {"$2": {"listen": "$3", "target": "$4", "dial_timeout": "2s", "dial_retries": 5}},
  "drain_timeout": "2s", "log_level": "debug"}
 JSON
@@ -169,94 +169,94 @@ JSON
 # echo_service NODE PORT: a TCP echo bound to 127.0.0.1 only, so nothing
 # outside the node reaches it without the bridge.
 echo_service() {
-	hn_write "$1" /etc/systemd/system/hn-echo.service <<EOF2
+  hn_write "$1" /etc/systemd/system/hn-echo.service <<EOF2
 [Unit]
 Description=TCP echo on 127.0.0.1:$2 (bridge target)
 [Service]
 ExecStart=/usr/bin/socat TCP-LISTEN:$2,bind=127.0.0.1,reuseaddr,fork EXEC:/bin/cat
 EOF2
-	hn_x "$1" systemctl daemon-reload
-	hn_x "$1" systemctl start hn-echo.service
-	hn_wait 10 "echo service on $1" tcp_open "$1" 127.0.0.1 "$2" || fail "echo service did not listen"
+  hn_x "$1" systemctl daemon-reload
+  hn_x "$1" systemctl start hn-echo.service
+  hn_wait 10 "echo service on $1" tcp_open "$1" 127.0.0.1 "$2" || fail "echo service did not listen"
 }
 
 # echo_roundtrip NODE PORT TEXT: TEXT sent through 127.0.0.1:PORT comes back.
 echo_roundtrip() {
-	local got
-	# shellcheck disable=SC2016 # expanded by the node's bash
-	got=$(hn_x "$1" timeout 20 bash -c 'printf "%s\n" "$0" | socat -t 10 - "TCP:127.0.0.1:$1"' "$3" "$2") || return 1
-	[ "$got" = "$3" ]
+  local got
+  # shellcheck disable=SC2016 # expanded by the node's bash
+  got=$(hn_x "$1" timeout 20 bash -c 'printf "%s\n" "$0" | socat -t 10 - "TCP:127.0.0.1:$1"' "$3" "$2") || return 1
+  [ "$got" = "$3" ]
 }
 
 scenario_f_bridge() {
-	need_bin huly-bridge
-	need_unit huly-bridge@.service
-	# fhost is the host side; fpriv has a private network: its only link is
-	# the point-to-point one to fhost, and its service binds 127.0.0.1.
-	hn_node_up fhost --no-lab
-	hn_node_up fpriv --no-lab
-	local priv
-	priv=$(hn_link fhost fpriv)
-	hn_route_ok fhost "$priv" || fail "fhost has no direct route to $priv"
-	install_suite fhost
-	install_suite fpriv
+  need_bin huly-bridge
+  need_unit huly-bridge@.service
+  # fhost is the host side; fpriv has a private network: its only link is
+  # the point-to-point one to fhost, and its service binds 127.0.0.1.
+  hn_node_up fhost --no-lab
+  hn_node_up fpriv --no-lab
+  local priv
+  priv=$(hn_link fhost fpriv)
+  hn_route_ok fhost "$priv" || fail "fhost has no direct route to $priv"
+  install_suite fhost
+  install_suite fpriv
 
-	step "tier 2 inside fpriv: 0.0.0.0:9100 -> 127.0.0.1:9000"
-	echo_service fpriv 9000
-	if tcp_open fhost "$priv" 9000; then
-		fail "the service is reachable from fhost without the bridge: the test proves nothing"
-	fi
-	bridge_config fpriv relay tcp:0.0.0.0:9100 tcp:127.0.0.1:9000
-	start_ready fpriv huly-bridge@relay.service 127.0.0.1 9100
+  step "tier 2 inside fpriv: 0.0.0.0:9100 -> 127.0.0.1:9000"
+  echo_service fpriv 9000
+  if tcp_open fhost "$priv" 9000; then
+    fail "the service is reachable from fhost without the bridge: the test proves nothing"
+  fi
+  bridge_config fpriv relay tcp:0.0.0.0:9100 tcp:127.0.0.1:9000
+  start_ready fpriv huly-bridge@relay.service 127.0.0.1 9100
 
-	step "tier 1 on fhost: 127.0.0.1:8080 -> $priv:9100"
-	bridge_config fhost app tcp:127.0.0.1:8080 "tcp:$priv:9100"
-	start_ready fhost huly-bridge@app.service 127.0.0.1 8080
+  step "tier 1 on fhost: 127.0.0.1:8080 -> $priv:9100"
+  bridge_config fhost app tcp:127.0.0.1:8080 "tcp:$priv:9100"
+  start_ready fhost huly-bridge@app.service 127.0.0.1 8080
 
-	step "a request crosses both tiers"
-	echo_roundtrip fhost 8080 "hello through two tiers" || fail "no echo through both tiers"
+  step "a request crosses both tiers"
+  echo_roundtrip fhost 8080 "hello through two tiers" || fail "no echo through both tiers"
 
-	step "4 MiB each way, byte for byte"
-	local sums
-	# shellcheck disable=SC2016 # expanded by the node's bash
-	sums=$(hn_x fhost timeout 60 bash -c '
+  step "4 MiB each way, byte for byte"
+  local sums
+  # shellcheck disable=SC2016 # expanded by the node's bash
+  sums=$(hn_x fhost timeout 60 bash -c '
 		head -c 4194304 /dev/urandom >/tmp/in
 		socat -t 20 - TCP:127.0.0.1:8080 </tmp/in >/tmp/out
 		sha256sum </tmp/in; sha256sum </tmp/out; stat -c %s /tmp/out') || fail "bulk transfer failed"
-	echo "$sums"
-	[ "$(echo "$sums" | sed -n 1p)" = "$(echo "$sums" | sed -n 2p)" ] || fail "bytes differ after two tiers"
+  echo "$sums"
+  [ "$(echo "$sums" | sed -n 1p)" = "$(echo "$sums" | sed -n 2p)" ] || fail "bytes differ after two tiers"
 
-	local pid_app pid_relay
-	pid_app=$(prop fhost huly-bridge@app.service MainPID)
-	pid_relay=$(prop fpriv huly-bridge@relay.service MainPID)
+  local pid_app pid_relay
+  pid_app=$(prop fhost huly-bridge@app.service MainPID)
+  pid_relay=$(prop fpriv huly-bridge@relay.service MainPID)
 
-	step "the target restarts: the bridges recover on their own"
-	hn_x fpriv systemctl restart hn-echo.service
-	hn_wait 10 "echo after the target's restart" echo_roundtrip fhost 8080 "after restart" ||
-		fail "no echo after the target restarted"
+  step "the target restarts: the bridges recover on their own"
+  hn_x fpriv systemctl restart hn-echo.service
+  hn_wait 10 "echo after the target's restart" echo_roundtrip fhost 8080 "after restart" ||
+    fail "no echo after the target restarted"
 
-	step "the target is down, a client connects, then the target comes back"
-	hn_x fpriv systemctl stop hn-echo.service
-	# The client's connection is accepted by both tiers; tier 2 keeps
-	# dialling with backoff until the target is back.
-	hn_x fhost systemd-run --quiet --unit=hn-client --property=Type=exec \
-		--property=StandardOutput=file:/run/hn-client.out \
-		/bin/bash -c 'printf "while down\n" | socat -t 15 - TCP:127.0.0.1:8080'
-	hn_wait 10 "relay to report its target unreachable" relay_reports_unreachable ||
-		note "huly-bridge@relay StatusText while its target was down: $(prop fpriv huly-bridge@relay.service StatusText)"
-	hn_x fpriv systemctl start hn-echo.service
-	hn_wait 20 "the held client to get its echo" \
-		hn_x fhost grep -qx "while down" /run/hn-client.out ||
-		fail "a connection made while the target was down was not served once it came back"
+  step "the target is down, a client connects, then the target comes back"
+  hn_x fpriv systemctl stop hn-echo.service
+  # The client's connection is accepted by both tiers; tier 2 keeps
+  # dialling with backoff until the target is back.
+  hn_x fhost systemd-run --quiet --unit=hn-client --property=Type=exec \
+    --property=StandardOutput=file:/run/hn-client.out \
+    /bin/bash -c 'printf "while down\n" | socat -t 15 - TCP:127.0.0.1:8080'
+  hn_wait 10 "relay to report its target unreachable" relay_reports_unreachable ||
+    note "huly-bridge@relay StatusText while its target was down: $(prop fpriv huly-bridge@relay.service StatusText)"
+  hn_x fpriv systemctl start hn-echo.service
+  hn_wait 20 "the held client to get its echo" \
+    hn_x fhost grep -qx "while down" /run/hn-client.out ||
+    fail "a connection made while the target was down was not served once it came back"
 
-	expect_eq "huly-bridge@app MainPID (not restarted)" "$pid_app" "$(prop fhost huly-bridge@app.service MainPID)"
-	expect_eq "huly-bridge@relay MainPID (not restarted)" "$pid_relay" "$(prop fpriv huly-bridge@relay.service MainPID)"
-	expect_eq "huly-bridge@relay NRestarts" 0 "$(prop fpriv huly-bridge@relay.service NRestarts)"
-	echo "relay StatusText: $(prop fpriv huly-bridge@relay.service StatusText)"
+  expect_eq "huly-bridge@app MainPID (not restarted)" "$pid_app" "$(prop fhost huly-bridge@app.service MainPID)"
+  expect_eq "huly-bridge@relay MainPID (not restarted)" "$pid_relay" "$(prop fpriv huly-bridge@relay.service MainPID)"
+  expect_eq "huly-bridge@relay NRestarts" 0 "$(prop fpriv huly-bridge@relay.service NRestarts)"
+  echo "relay StatusText: $(prop fpriv huly-bridge@relay.service StatusText)"
 }
 
 relay_reports_unreachable() {
-	prop fpriv huly-bridge@relay.service StatusText | grep -qi 'unreachable'
+  prop fpriv huly-bridge@relay.service StatusText | grep -qi 'unreachable'
 }
 
 # --- b: watchdog ----------------------------------------------------------
@@ -266,68 +266,68 @@ relay_reports_unreachable() {
 # WatchdogSec is lowered by a drop-in, as an operator would, so the scenario
 # takes seconds, not the unit's 30 s; the daemon must follow WATCHDOG_USEC.
 watchdog_check() {
-	local node="$1" unit="$2" wd=3 pid since restarts
-	hn_write "$node" "/etc/systemd/system/$unit.d/hn-watchdog.conf" <<CONF
+  local node="$1" unit="$2" wd=3 pid since restarts
+  hn_write "$node" "/etc/systemd/system/$unit.d/hn-watchdog.conf" <<CONF
 [Service]
 WatchdogSec=${wd}s
 RestartSec=200ms
 CONF
-	hn_x "$node" systemctl daemon-reload
-	hn_x "$node" systemctl restart "$unit"
-	expect_eq "$unit WatchdogUSec" "${wd}s" "$(prop "$node" "$unit" WatchdogUSec)"
-	pid=$(prop "$node" "$unit" MainPID)
+  hn_x "$node" systemctl daemon-reload
+  hn_x "$node" systemctl restart "$unit"
+  expect_eq "$unit WatchdogUSec" "${wd}s" "$(prop "$node" "$unit" WatchdogUSec)"
+  pid=$(prop "$node" "$unit" MainPID)
 
-	step "$unit feeds its watchdog: still the same process after 2 x WatchdogSec"
-	# This wait is the point of the check (a daemon that never pings is
-	# killed within WatchdogSec), not synchronisation.
-	sleep $((2 * wd))
-	expect_eq "$unit MainPID after $((2 * wd))s" "$pid" "$(prop "$node" "$unit" MainPID)"
-	expect_eq "$unit NRestarts" 0 "$(prop "$node" "$unit" NRestarts)"
+  step "$unit feeds its watchdog: still the same process after 2 x WatchdogSec"
+  # This wait is the point of the check (a daemon that never pings is
+  # killed within WatchdogSec), not synchronisation.
+  sleep $((2 * wd))
+  expect_eq "$unit MainPID after $((2 * wd))s" "$pid" "$(prop "$node" "$unit" MainPID)"
+  expect_eq "$unit NRestarts" 0 "$(prop "$node" "$unit" NRestarts)"
 
-	step "$unit stops answering (SIGSTOP)"
-	since=$(hn_x "$node" date '+%Y-%m-%d %H:%M:%S')
-	hn_x "$node" kill -STOP "$pid"
-	hn_wait $((wd * 5)) "Result=watchdog for $unit" unit_failed_with "$node" "$unit" watchdog "$since" ||
-		fail "$unit was not killed by the watchdog"
-	hn_wait 15 "$unit active again" unit_is "$node" "$unit" active || fail "$unit was not restarted"
-	restarts=$(prop "$node" "$unit" NRestarts)
-	[ "$restarts" -ge 1 ] || fail "$unit NRestarts=$restarts"
-	[ "$(prop "$node" "$unit" MainPID)" != "$pid" ] || fail "$unit MainPID unchanged"
-	echo "ok: $unit killed by the watchdog and restarted (NRestarts=$restarts)"
+  step "$unit stops answering (SIGSTOP)"
+  since=$(hn_x "$node" date '+%Y-%m-%d %H:%M:%S')
+  hn_x "$node" kill -STOP "$pid"
+  hn_wait $((wd * 5)) "Result=watchdog for $unit" unit_failed_with "$node" "$unit" watchdog "$since" ||
+    fail "$unit was not killed by the watchdog"
+  hn_wait 15 "$unit active again" unit_is "$node" "$unit" active || fail "$unit was not restarted"
+  restarts=$(prop "$node" "$unit" NRestarts)
+  [ "$restarts" -ge 1 ] || fail "$unit NRestarts=$restarts"
+  [ "$(prop "$node" "$unit" MainPID)" != "$pid" ] || fail "$unit MainPID unchanged"
+  echo "ok: $unit killed by the watchdog and restarted (NRestarts=$restarts)"
 }
 
 scenario_b_watchdog() {
-	need_bin huly-bridge
-	need_unit huly-bridge@.service
-	hn_node_up wd
-	install_suite wd
-	bridge_config wd wd tcp:127.0.0.1:8080 tcp:127.0.0.1:9000
-	start_ready wd huly-bridge@wd.service 127.0.0.1 8080
-	watchdog_check wd huly-bridge@wd.service
-	local tested="huly-bridge"
-	if [ -x "$HN_BIN/huly-network" ] && [ -f "$HN_UNITS/huly-network.service" ]; then
-		network_config wd
-		start_ready wd huly-network.service 127.0.0.1 3737
-		watchdog_check wd huly-network.service
-		tested="$tested, huly-network"
-	fi
-	note "watchdog proven for: $tested"
+  need_bin huly-bridge
+  need_unit huly-bridge@.service
+  hn_node_up wd
+  install_suite wd
+  bridge_config wd wd tcp:127.0.0.1:8080 tcp:127.0.0.1:9000
+  start_ready wd huly-bridge@wd.service 127.0.0.1 8080
+  watchdog_check wd huly-bridge@wd.service
+  local tested="huly-bridge"
+  if [ -x "$HN_BIN/huly-network" ] && [ -f "$HN_UNITS/huly-network.service" ]; then
+    network_config wd
+    start_ready wd huly-network.service 127.0.0.1 3737
+    watchdog_check wd huly-network.service
+    tested="$tested, huly-network"
+  fi
+  note "watchdog proven for: $tested"
 }
 
 # --- the network, agents and hulyctl --------------------------------------
 
 # network_config NODE: /etc/huly-net/network.json for huly-network.service.
 network_config() {
-	hn_write "$1" /etc/huly-net/network.json <<'JSON'
+  hn_write "$1" /etc/huly-net/network.json <<'JSON'
 {"listen": "tcp://*:3737", "alive_timeout": "3s", "ping_interval": "1s", "unused_timeout": "5s", "log_level": "debug"}
 JSON
 }
 
 # agent_config NODE NETWORK_IP [KINDS_JSON]: /etc/huly-net/agent.json.
 agent_config() {
-	local kinds="${3:-}"
-	[ -n "$kinds" ] || kinds='{"echo": {"runtime": "builtin", "builtin": "echo"}}'
-	hn_write "$1" /etc/huly-net/agent.json <<JSON
+  local kinds="${3:-}"
+  [ -n "$kinds" ] || kinds='{"echo": {"runtime": "builtin", "builtin": "echo"}}'
+  hn_write "$1" /etc/huly-net/agent.json <<JSON
 {"network": "$2:3737", "listen": "0.0.0.0:3738", "advertise_host": "$(hn_node_ip "$1")",
  "labels": ["node=$1"], "log_level": "debug", "kinds": $kinds}
 JSON
@@ -335,9 +335,9 @@ JSON
 
 # ctl NODE ARGS...: hulyctl inside NODE against the scenario's network.
 ctl() {
-	local node="$1"
-	shift
-	hn_x "$node" hulyctl --network "$NET_IP:3737" --timeout 10s "$@"
+  local node="$1"
+  shift
+  hn_x "$node" hulyctl --network "$NET_IP:3737" --timeout 10s "$@"
 }
 
 # agent_count NODE: how many agents the network knows, seen from NODE.
@@ -348,23 +348,23 @@ agents_are() { [ "$(agent_count "$1")" = "$2" ]; }
 # start_agent NODE CLIENT N: READY=1 comes after the first registration, so
 # once `systemctl start` returns the network lists N agents, with no wait.
 start_agent() {
-	hn_x "$1" systemctl start huly-agent.service || {
-		hn_x "$1" systemctl status --no-pager -l huly-agent.service || true
-		fail "systemctl start huly-agent on $1 failed"
-	}
-	local n
-	n=$(agent_count "$2") || fail "hulyctl agents failed"
-	expect_eq "agents registered right after huly-agent on $1 is started" "$3" "$n"
-	echo "ok: huly-agent on $1 StatusText: $(prop "$1" huly-agent.service StatusText)"
+  hn_x "$1" systemctl start huly-agent.service || {
+    hn_x "$1" systemctl status --no-pager -l huly-agent.service || true
+    fail "systemctl start huly-agent on $1 failed"
+  }
+  local n
+  n=$(agent_count "$2") || fail "hulyctl agents failed"
+  expect_eq "agents registered right after huly-agent on $1 is started" "$3" "$n"
+  echo "ok: huly-agent on $1 StatusText: $(prop "$1" huly-agent.service StatusText)"
 }
 
 # hold NODE UUID [KIND]: a reference kept by `hulyctl get --hold`, run as a
 # unit in NODE so that it outlives this call and is stopped with the node.
 hold() {
-	hn_x "$1" systemd-run --quiet --unit="hn-hold-$2" --property=Type=exec \
-		hulyctl --network "$NET_IP:3737" --timeout 10s get "${3:-echo}" --uuid "$2" --hold
-	hn_wait 15 "container $2 to be held" container_listed "$1" "$2" ||
-		fail "container $2 never appeared"
+  hn_x "$1" systemd-run --quiet --unit="hn-hold-$2" --property=Type=exec \
+    hulyctl --network "$NET_IP:3737" --timeout 10s get "${3:-echo}" --uuid "$2" --hold
+  hn_wait 15 "container $2 to be held" container_listed "$1" "$2" ||
+    fail "container $2 never appeared"
 }
 
 container_listed() { ctl "$1" --json containers | jq -e --arg u "$2" 'any(.[]; tostring | contains($u))' >/dev/null; }
@@ -372,193 +372,193 @@ container_listed() { ctl "$1" --json containers | jq -e --arg u "$2" 'any(.[]; t
 # request_echo NODE UUID TEXT [--direct]: a request to an echo container
 # returns what it was sent.
 request_echo() {
-	local out
-	out=$(ctl "$1" --json request ${4:+"$4"} "$2" echo "{\"text\": \"$3\"}") || return 1
-	case "$out" in *"$3"*) return 0 ;; esac
-	echo "unexpected answer: $out"
-	return 1
+  local out
+  out=$(ctl "$1" --json request ${4:+"$4"} "$2" echo "{\"text\": \"$3\"}") || return 1
+  case "$out" in *"$3"*) return 0 ;; esac
+  echo "unexpected answer: $out"
+  return 1
 }
 
 need_cluster_bins() {
-	need_bin huly-network
-	need_bin huly-agent
-	need_bin hulyctl
-	need_unit huly-network.service
-	need_unit huly-agent.service
+  need_bin huly-network
+  need_bin huly-agent
+  need_bin hulyctl
+  need_unit huly-network.service
+  need_unit huly-agent.service
 }
 
 # cluster NETNODE AGENTNODE... CLIENTNODE: boot and start the network and the
 # agents; sets NET_IP.
 cluster() {
-	local net="$1" client="${!#}" n
-	local agents=("${@:2:$#-2}")
-	for n in "$@"; do
-		hn_node_up "$n"
-		install_suite "$n"
-	done
-	NET_IP=$(hn_node_ip "$net")
-	for n in "${agents[@]}" "$client"; do
-		hn_route_ok "$n" "$NET_IP" || fail "$n has no lab route to $NET_IP"
-	done
-	network_config "$net"
-	start_ready "$net" huly-network.service 127.0.0.1 3737
-	local i=0
-	for n in "${agents[@]}"; do
-		i=$((i + 1))
-		agent_config "$n" "$NET_IP"
-		start_agent "$n" "$client" "$i"
-	done
+  local net="$1" client="${!#}" n
+  local agents=("${@:2:$#-2}")
+  for n in "$@"; do
+    hn_node_up "$n"
+    install_suite "$n"
+  done
+  NET_IP=$(hn_node_ip "$net")
+  for n in "${agents[@]}" "$client"; do
+    hn_route_ok "$n" "$NET_IP" || fail "$n has no lab route to $NET_IP"
+  done
+  network_config "$net"
+  start_ready "$net" huly-network.service 127.0.0.1 3737
+  local i=0
+  for n in "${agents[@]}"; do
+    i=$((i + 1))
+    agent_config "$n" "$NET_IP"
+    start_agent "$n" "$client" "$i"
+  done
 }
 
 scenario_a_cluster() {
-	need_cluster_bins
-	cluster net ag1 ag2 cli
+  need_cluster_bins
+  cluster net ag1 ag2 cli
 
-	step "the network's STATUS follows the agents"
-	hn_wait 5 "network StatusText to count 2 agents" network_status_has net '2 agents' ||
-		fail "StatusText: $(prop net huly-network.service StatusText)"
-	note "huly-network StatusText: $(prop net huly-network.service StatusText)"
+  step "the network's STATUS follows the agents"
+  hn_wait 5 "network StatusText to count 2 agents" network_status_has net '2 agents' ||
+    fail "StatusText: $(prop net huly-network.service StatusText)"
+  note "huly-network StatusText: $(prop net huly-network.service StatusText)"
 
-	step "containers got from the client node live on the agent nodes"
-	hold cli sys-a-1
-	hold cli sys-a-2
-	local e1 e2
-	e1=$(ctl cli --json get echo --uuid sys-a-1 | jq -r .endpoint)
-	e2=$(ctl cli --json get echo --uuid sys-a-2 | jq -r .endpoint)
-	echo "endpoints: $e1 $e2"
-	local a1 a2
-	a1=$(hn_node_ip ag1)
-	a2=$(hn_node_ip ag2)
-	for e in "$e1" "$e2"; do
-		case "$e" in *"$a1"* | *"$a2"*) ;; *) fail "endpoint $e is on neither agent node ($a1, $a2)" ;; esac
-	done
-	case "$e1 $e2" in
-	*"$a1"*"$a2"* | *"$a2"*"$a1"*) note "round-robin: one container on each agent node" ;;
-	*) note "both containers on one agent node (no round-robin across nodes)" ;;
-	esac
+  step "containers got from the client node live on the agent nodes"
+  hold cli sys-a-1
+  hold cli sys-a-2
+  local e1 e2
+  e1=$(ctl cli --json get echo --uuid sys-a-1 | jq -r .endpoint)
+  e2=$(ctl cli --json get echo --uuid sys-a-2 | jq -r .endpoint)
+  echo "endpoints: $e1 $e2"
+  local a1 a2
+  a1=$(hn_node_ip ag1)
+  a2=$(hn_node_ip ag2)
+  for e in "$e1" "$e2"; do
+    case "$e" in *"$a1"* | *"$a2"*) ;; *) fail "endpoint $e is on neither agent node ($a1, $a2)" ;; esac
+  done
+  case "$e1 $e2" in
+  *"$a1"*"$a2"* | *"$a2"*"$a1"*) note "round-robin: one container on each agent node" ;;
+  *) note "both containers on one agent node (no round-robin across nodes)" ;;
+  esac
 
-	step "requests across nodes: routed and direct"
-	request_echo cli sys-a-1 routed-1 || fail "routed request to sys-a-1"
-	request_echo cli sys-a-2 routed-2 || fail "routed request to sys-a-2"
-	request_echo cli sys-a-1 direct-1 --direct || fail "direct request to sys-a-1"
-	ctl cli status
+  step "requests across nodes: routed and direct"
+  request_echo cli sys-a-1 routed-1 || fail "routed request to sys-a-1"
+  request_echo cli sys-a-2 routed-2 || fail "routed request to sys-a-2"
+  request_echo cli sys-a-1 direct-1 --direct || fail "direct request to sys-a-1"
+  ctl cli status
 }
 
 network_status_has() { prop "$1" huly-network.service StatusText | grep -q "$2"; }
 
 scenario_c_kill_network() {
-	need_cluster_bins
-	cluster net ag1 cli
-	hold cli sys-c-1
-	request_echo cli sys-c-1 before || fail "request before the kill"
+  need_cluster_bins
+  cluster net ag1 cli
+  hold cli sys-c-1
+  request_echo cli sys-c-1 before || fail "request before the kill"
 
-	step "a load of requests runs"
-	local load_kind
-	if ctl cli bench --help >/dev/null 2>&1; then
-		load_kind=bench
-		hn_x cli systemd-run --quiet --unit=hn-load --property=Type=exec \
-			--property=StandardOutput=file:/run/hn-load.json --property=StandardError=file:/run/hn-load.err \
-			hulyctl --network "$NET_IP:3737" --timeout 10s --json bench \
-			--containers 10 --parallel 8 --duration 12s
-	else
-		load_kind=loop
-		# hulyctl without bench: one routed request after the other.
-		# shellcheck disable=SC2016 # expanded by the node's bash
-		hn_x cli systemd-run --quiet --unit=hn-load --property=Type=exec \
-			--property=StandardOutput=file:/run/hn-load.json \
-			/bin/bash -c 'ok=0 bad=0; end=$((SECONDS + 12)); while [ $SECONDS -lt $end ]; do
+  step "a load of requests runs"
+  local load_kind
+  if ctl cli bench --help >/dev/null 2>&1; then
+    load_kind=bench
+    hn_x cli systemd-run --quiet --unit=hn-load --property=Type=exec \
+      --property=StandardOutput=file:/run/hn-load.json --property=StandardError=file:/run/hn-load.err \
+      hulyctl --network "$NET_IP:3737" --timeout 10s --json bench \
+      --containers 10 --parallel 8 --duration 12s
+  else
+    load_kind=loop
+    # hulyctl without bench: one routed request after the other.
+    # shellcheck disable=SC2016 # expanded by the node's bash
+    hn_x cli systemd-run --quiet --unit=hn-load --property=Type=exec \
+      --property=StandardOutput=file:/run/hn-load.json \
+      /bin/bash -c 'ok=0 bad=0; end=$((SECONDS + 12)); while [ $SECONDS -lt $end ]; do
 				if hulyctl --network "$0:3737" --timeout 10s --json request sys-c-1 echo "{\"n\": 1}" >/dev/null 2>&1; then
 					ok=$((ok + 1)); else bad=$((bad + 1)); fi; done
 				printf "{\"requests\": %d, \"errors\": %d}\n" $((ok + bad)) "$bad"' "$NET_IP"
-	fi
-	# The load runs for 12 s; the kill lands in its middle.
-	sleep 3
-	unit_is cli hn-load.service active || fail "the load ended before the kill: $(hn_x cli cat /run/hn-load.err 2>/dev/null)"
+  fi
+  # The load runs for 12 s; the kill lands in its middle.
+  sleep 3
+  unit_is cli hn-load.service active || fail "the load ended before the kill: $(hn_x cli cat /run/hn-load.err 2>/dev/null)"
 
-	step "kill -9 huly-network"
-	local pid t0
-	pid=$(prop net huly-network.service MainPID)
-	t0=$(hn_now)
-	hn_x net kill -KILL "$pid"
-	hn_wait 5 "requests to succeed again" request_echo cli sys-c-1 after ||
-		fail "no successful request within 5 s of the kill"
-	local recovered
-	recovered=$(hn_elapsed "$t0")
-	hn_wait $((5 - ${recovered%.*})) "ag1 registered again" agents_are cli 1 || fail "the agent did not re-register within 5 s"
-	[ "$(prop net huly-network.service NRestarts)" -ge 1 ] || fail "huly-network was not restarted by systemd"
-	[ "$(prop net huly-network.service MainPID)" != "$pid" ] || fail "huly-network MainPID unchanged"
+  step "kill -9 huly-network"
+  local pid t0
+  pid=$(prop net huly-network.service MainPID)
+  t0=$(hn_now)
+  hn_x net kill -KILL "$pid"
+  hn_wait 5 "requests to succeed again" request_echo cli sys-c-1 after ||
+    fail "no successful request within 5 s of the kill"
+  local recovered
+  recovered=$(hn_elapsed "$t0")
+  hn_wait $((5 - ${recovered%.*})) "ag1 registered again" agents_are cli 1 || fail "the agent did not re-register within 5 s"
+  [ "$(prop net huly-network.service NRestarts)" -ge 1 ] || fail "huly-network was not restarted by systemd"
+  [ "$(prop net huly-network.service MainPID)" != "$pid" ] || fail "huly-network MainPID unchanged"
 
-	step "the load finishes"
-	hn_wait 40 "the load to finish" unit_done cli hn-load.service || fail "the load never finished"
-	local out requests errors
-	out=$(hn_x cli cat /run/hn-load.json)
-	echo "load ($load_kind): $out"
-	requests=$(echo "$out" | jq -r '.requests')
-	errors=$(echo "$out" | jq -r '.errors')
-	note "requests succeed again ${recovered}s after kill -9; load ($load_kind): $requests requests, $errors failed"
-	[ "$requests" -gt 0 ] || fail "the load made no requests"
+  step "the load finishes"
+  hn_wait 40 "the load to finish" unit_done cli hn-load.service || fail "the load never finished"
+  local out requests errors
+  out=$(hn_x cli cat /run/hn-load.json)
+  echo "load ($load_kind): $out"
+  requests=$(echo "$out" | jq -r '.requests')
+  errors=$(echo "$out" | jq -r '.errors')
+  note "requests succeed again ${recovered}s after kill -9; load ($load_kind): $requests requests, $errors failed"
+  [ "$requests" -gt 0 ] || fail "the load made no requests"
 }
 
 # unit_done NODE UNIT: a oneshot-like unit has run to its end.
 unit_done() {
-	case "$(prop "$1" "$2" ActiveState)" in inactive | failed) return 0 ;; esac
-	return 1
+  case "$(prop "$1" "$2" ActiveState)" in inactive | failed) return 0 ;; esac
+  return 1
 }
 
 scenario_g_socket_activation() {
-	need_bin huly-network
-	need_unit huly-network.service
-	need_unit huly-network.socket
-	hn_node_up net
-	hn_node_up cli
-	install_suite net
-	install_suite cli
-	NET_IP=$(hn_node_ip net)
-	hn_route_ok cli "$NET_IP" || fail "cli has no lab route to $NET_IP"
-	network_config net
+  need_bin huly-network
+  need_unit huly-network.service
+  need_unit huly-network.socket
+  hn_node_up net
+  hn_node_up cli
+  install_suite net
+  install_suite cli
+  NET_IP=$(hn_node_ip net)
+  hn_route_ok cli "$NET_IP" || fail "cli has no lab route to $NET_IP"
+  network_config net
 
-	step "PID 1 listens; the first client starts the server"
-	hn_x net systemctl start huly-network.socket
-	expect_eq "huly-network.service before any client" inactive "$(prop net huly-network.service ActiveState)"
-	tcp_open cli "$NET_IP" 3737 || fail "socket unit does not accept"
-	hn_wait 10 "huly-network.service activated" unit_is net huly-network.service active ||
-		fail "the socket did not start the service"
-	expect_eq "huly-network.service TriggeredBy" huly-network.socket "$(prop net huly-network.service TriggeredBy)"
+  step "PID 1 listens; the first client starts the server"
+  hn_x net systemctl start huly-network.socket
+  expect_eq "huly-network.service before any client" inactive "$(prop net huly-network.service ActiveState)"
+  tcp_open cli "$NET_IP" 3737 || fail "socket unit does not accept"
+  hn_wait 10 "huly-network.service activated" unit_is net huly-network.service active ||
+    fail "the socket did not start the service"
+  expect_eq "huly-network.service TriggeredBy" huly-network.socket "$(prop net huly-network.service TriggeredBy)"
 
-	step "clients connect while the server restarts three times"
-	# shellcheck disable=SC2016 # expanded by the node's bash
-	hn_x cli systemd-run --quiet --unit=hn-connect --property=Type=exec \
-		--property=StandardOutput=file:/run/hn-connect.out \
-		/bin/bash -c 'ok=0 refused=0; while [ ! -e /run/hn-connect.stop ]; do
+  step "clients connect while the server restarts three times"
+  # shellcheck disable=SC2016 # expanded by the node's bash
+  hn_x cli systemd-run --quiet --unit=hn-connect --property=Type=exec \
+    --property=StandardOutput=file:/run/hn-connect.out \
+    /bin/bash -c 'ok=0 refused=0; while [ ! -e /run/hn-connect.stop ]; do
 			if exec 3<>"/dev/tcp/$0/3737"; then ok=$((ok + 1)); exec 3>&-; else refused=$((refused + 1)); fi
 			done; echo "$ok $refused"' "$NET_IP"
-	local i pid
-	for i in 1 2 3; do
-		pid=$(prop net huly-network.service MainPID)
-		hn_x net systemctl restart huly-network.service
-		[ "$(prop net huly-network.service MainPID)" != "$pid" ] || fail "restart $i: same MainPID"
-	done
-	hn_x cli touch /run/hn-connect.stop
-	hn_wait 10 "the connecting client to stop" unit_done cli hn-connect.service || fail "client loop did not stop"
-	local ok refused
-	read -r ok refused < <(hn_x cli cat /run/hn-connect.out)
-	note "connections during 3 restarts: $ok accepted, $refused refused"
-	[ "$ok" -gt 0 ] || fail "no connection was made"
-	expect_eq "connections refused during restarts" 0 "$refused"
-	if [ -x "$HN_BIN/hulyctl" ]; then
-		ctl cli status || fail "hulyctl status after the restarts"
-	fi
+  local i pid
+  for i in 1 2 3; do
+    pid=$(prop net huly-network.service MainPID)
+    hn_x net systemctl restart huly-network.service
+    [ "$(prop net huly-network.service MainPID)" != "$pid" ] || fail "restart $i: same MainPID"
+  done
+  hn_x cli touch /run/hn-connect.stop
+  hn_wait 10 "the connecting client to stop" unit_done cli hn-connect.service || fail "client loop did not stop"
+  local ok refused
+  read -r ok refused < <(hn_x cli cat /run/hn-connect.out)
+  note "connections during 3 restarts: $ok accepted, $refused refused"
+  [ "$ok" -gt 0 ] || fail "no connection was made"
+  expect_eq "connections refused during restarts" 0 "$refused"
+  if [ -x "$HN_BIN/hulyctl" ]; then
+    ctl cli status || fail "hulyctl status after the restarts"
+  fi
 }
 
 # --- d, e: the agent's systemd runtimes -----------------------------------
 
 scenario_d_transient() {
-	need_cluster_bins
-	skip "the transient-runtime scenario waits for huly-agent's transient runtime"
+  need_cluster_bins
+  skip "the transient-runtime scenario waits for huly-agent's transient runtime"
 }
 
 scenario_e_nspawn() {
-	need_cluster_bins
-	need_bin huly-bridge
-	skip "the nspawn-runtime scenario waits for huly-agent's nspawn runtime"
+  need_cluster_bins
+  need_bin huly-bridge
+  skip "the nspawn-runtime scenario waits for huly-agent's nspawn runtime"
 }
