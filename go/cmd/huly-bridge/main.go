@@ -130,8 +130,10 @@ type daemon struct {
 	notify *systemd.Notifier
 }
 
-// statusInterval is how often STATUS= is refreshed.
-const statusInterval = 5 * time.Second
+// statusInterval is how often STATUS= is recomputed; it is sent only when
+// it changed, so a target going down shows within a second without a
+// stream of identical datagrams.
+const statusInterval = time.Second
 
 func (d *daemon) run() int {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -179,7 +181,8 @@ func (d *daemon) run() int {
 	})
 
 	d.notify.Ready()
-	d.notify.Status("%s", d.status())
+	lastStatus := d.status()
+	d.notify.Status("%s", lastStatus)
 	d.log.WithField("version", version.Version).Info("huly-bridge ready")
 
 	tick := time.NewTicker(statusInterval)
@@ -190,10 +193,13 @@ func (d *daemon) run() int {
 		case reply := <-alive:
 			close(reply)
 		case <-tick.C:
+			st := d.status()
 			if stopping {
-				d.notify.Status("stopping: draining %d connections", d.active())
-			} else {
-				d.notify.Status("%s", d.status())
+				st = fmt.Sprintf("stopping: draining %d connections", d.active())
+			}
+			if st != lastStatus {
+				lastStatus = st
+				d.notify.Status("%s", st)
 			}
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
@@ -208,7 +214,8 @@ func (d *daemon) run() int {
 			stopping = true
 			d.notify.Stopping()
 			n := d.active()
-			d.notify.Status("stopping: draining %d connections", n)
+			lastStatus = fmt.Sprintf("stopping: draining %d connections", n)
+			d.notify.Status("%s", lastStatus)
 			d.log.WithFields(logrus.Fields{"signal": sig.String(), "active": n, "drain_timeout": d.s.DrainTimeout}).Info("stopping: no new connections")
 			stopRun()
 		case <-runDone:
