@@ -101,9 +101,7 @@ func (c *conn) writeLoop() {
 	refresh := func() error {
 		return c.g.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
 	}
-	write := func(frames [][]byte) error {
-		return c.zc.SendMsg(zmq4.NewMsgFrom(frames...))
-	}
+	write := c.g.writeMessage
 	pong := func(ctx []byte) error {
 		return c.zc.SendCmd(zmq4.CmdPong, ctx)
 	}
@@ -181,15 +179,12 @@ func (c *conn) drainAndClose(ctx context.Context) {
 // shut down; it returns the reason.
 func (c *conn) readLoop(onMessage func(frames [][]byte)) error {
 	for {
-		msg, err := c.zc.RecvMsg()
+		frames, err := c.g.readMessage()
 		if err != nil {
 			c.shutdown(fmt.Errorf("read from %s: %w", c.g.RemoteAddr(), err))
 			return c.reason()
 		}
-		if msg.Type == zmq4.CmdMsg {
-			continue
-		}
-		onMessage(msg.Frames)
+		onMessage(frames)
 	}
 }
 

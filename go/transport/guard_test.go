@@ -178,30 +178,112 @@ func TestQueuedMessagesGoOutInOneWrite(t *testing.T) {
 	assert.Equal(t, 1, counted.writes-handshakeWrites, "100 queued messages, 400 frames, one write")
 }
 
-// FuzzGuardedRead feeds arbitrary bytes, after a valid greeting and READY,
-// through the guard and zmq4's decoder: never a panic, never a frame over
-// the limit.
+// FuzzGuardedRead feeds arbitrary bytes, after a valid greeting and READY
+// (read through zmq4's handshake), to the guarded message reader: never a
+// panic, never a frame over the limit.
 func FuzzGuardedRead(f *testing.F) {
 	f.Add(frame(0, []byte("hello")))
 	f.Add(append(frame(flagMore, []byte("1")), frame(0, []byte(`["al",{}]`))...))
 	f.Add(command("PING", []byte{0, 1, 'x'}))
 	f.Add([]byte{flagLong, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{flagCommand | flagLong, 0, 0, 0, 0, 0, 0, 0x10, 0})
+	f.Add(append(frame(flagMore, []byte("a")), command("PING", []byte{0, 0})...))
 	const limit = 4096
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := append(routerPreamble(), data...)
 		g := newGuardConn(streamConn{r: bytes.NewReader(in)}, limit, 512, 512)
-		zc, err := zmq4.Open(g, nullSecurity(), zmq4.Dealer, nil, false, nil)
+		_, err := zmq4.Open(g, nullSecurity(), zmq4.Dealer, nil, false, nil)
 		require.NoError(t, err)
 		g.establish(func([]byte) {})
 		for i := 0; i < 1000; i++ {
-			msg, err := zc.RecvMsg()
+			frames, err := g.readMessage()
 			if err != nil {
 				return
 			}
-			for _, fr := range msg.Frames {
+			require.LessOrEqual(t, len(frames), maxFramesPerMessage)
+			for _, fr := range frames {
 				require.LessOrEqual(t, len(fr), limit)
 			}
 		}
 	})
+}
+
+// recordingConn records what is written to it.
+type recordingConn struct {
+	streamConn
+	buf *bytes.Buffer
+}
+
+func (c recordingConn) Write(p []byte) (int, error) { return c.buf.Write(p) }
+
+// FuzzCodecMatchesZmq4 checks our framing against zmq4's in both directions:
+// what zmq4's SendMsg writes, readMessage reads back; what writeMessage
+// writes, zmq4's RecvMsg reads back.
+func FuzzCodecMatchesZmq4(f *testing.F) {
+	f.Add([]byte("1\x00id-0\x00[\"al\",{}]\x00"), byte(0))
+	f.Add(bytes.Repeat([]byte("x"), 700), byte(3))
+	f.Add([]byte{}, byte(1))
+	f.Fuzz(func(t *testing.T, data []byte, split byte) {
+		// Cut data into 1..4 frames (some empty, some over 255 bytes).
+		parts := bytes.SplitN(data, []byte{0}, int(split%4)+1)
+		var frames [][]byte
+		for _, p := range parts {
+			frames = append(frames, append([]byte{}, p...))
+		}
+
+		// zmq4 → ours.
+		var wire bytes.Buffer
+		zc, err := zmq4.Open(recordingConn{streamConn{r: bytes.NewReader(routerPreamble())}, &wire}, nullSecurity(), zmq4.Dealer, nil, false, nil)
+		require.NoError(t, err)
+		wire.Reset()
+		require.NoError(t, zc.SendMsg(zmq4.NewMsgFrom(frames...)))
+		g := newGuardConn(streamConn{r: bytes.NewReader(wire.Bytes())}, 1<<20, 512, 512)
+		g.st = stFlag
+		g.establish(nil)
+		got, err := g.readMessage()
+		require.NoError(t, err)
+		require.Equal(t, len(frames), len(got))
+		for i := range frames {
+			assert.Equal(t, frames[i], got[i])
+		}
+
+		// ours → zmq4.
+		var out bytes.Buffer
+		w := newGuardConn(recordingConn{streamConn{}, &out}, 1<<20, 512, 512)
+		w.bw.Reset(&out)
+		require.NoError(t, w.writeMessage(frames))
+		require.NoError(t, w.Flush())
+		zr, err := zmq4.Open(streamConn{r: bytes.NewReader(append(routerPreamble(), out.Bytes()...))}, nullSecurity(), zmq4.Dealer, nil, false, nil)
+		require.NoError(t, err)
+		msg, err := zr.RecvMsg()
+		require.NoError(t, err)
+		require.Equal(t, len(frames), len(msg.Frames))
+		for i := range frames {
+			assert.Equal(t, frames[i], msg.Frames[i])
+		}
+	})
+}
+
+func TestMessageSizeAndFrameCountBounds(t *testing.T) {
+	var stream []byte
+	for i := 0; i < maxFramesPerMessage+1; i++ {
+		stream = append(stream, frame(flagMore, nil)...)
+	}
+	g := newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1<<20, 4096, 16)
+	g.st = stFlag
+	g.establish(nil)
+	_, err := g.readMessage()
+	assert.ErrorIs(t, err, errTooManyFrames)
+
+	// Many frames each under the limit, together far over it.
+	big := bytes.Repeat([]byte("y"), 1000)
+	stream = nil
+	for i := 0; i < 200; i++ {
+		stream = append(stream, frame(flagMore, big)...)
+	}
+	g = newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1024, 4096, 16)
+	g.st = stFlag
+	g.establish(nil)
+	_, err = g.readMessage()
+	assert.ErrorIs(t, err, ErrFrameTooLarge)
 }
