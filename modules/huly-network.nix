@@ -66,7 +66,7 @@ in
             description = "A connection that has not completed the ZMTP handshake by then is closed.";
           };
           max_frame_size = mkOption {
-            type = types.ints.positive;
+            type = types.ints.between 1024 9007199254740991;
             default = 67108864;
             description = "Largest accepted frame in bytes; a larger frame header closes the connection.";
           };
@@ -136,14 +136,15 @@ in
           assertion = ns cfg.settings.ping_interval < ns cfg.settings.alive_timeout;
           message = "services.huly-network.settings.ping_interval (${cfg.settings.ping_interval}) must be shorter than alive_timeout (${cfg.settings.alive_timeout}), or every peer looks dead between two pings.";
         }
-        {
-          assertion = ns cfg.settings.ping_interval > 0;
-          message = "services.huly-network.settings.ping_interval must be greater than 0.";
-        }
-        {
-          assertion = ns cfg.settings.handshake_timeout > 0;
-          message = "services.huly-network.settings.handshake_timeout must be greater than 0: a silent connection would be kept forever.";
-        }
+      ]
+      ++ map (key: {
+        assertion = ns cfg.settings.${key} > 0;
+        message = "services.huly-network.settings.${key} must be greater than 0 (the server refuses to start otherwise).";
+      }) [
+        "alive_timeout"
+        "unused_timeout"
+        "ping_interval"
+        "handshake_timeout"
       ];
 
       services.huly-net.listeners = [

@@ -233,9 +233,19 @@ in
     });
     expected = [ ];
   };
-  testAssertHandshakeTimeoutPositive = {
-    expr = h.failsWith "handshake_timeout" (withNetwork { settings.handshake_timeout = "0"; });
-    expected = true;
+  testAssertDurationsPositive = {
+    expr = map (k: h.failsWith "settings.${k} must be greater than 0" (withNetwork { settings.${k} = "0"; })) [
+      "alive_timeout"
+      "unused_timeout"
+      "ping_interval"
+      "handshake_timeout"
+    ];
+    expected = [
+      true
+      true
+      true
+      true
+    ];
   };
   testAssertMetricsPortCollides = {
     expr = h.failsWith "listen addresses collide" (withNetwork { settings.metrics_listen = ":3737"; });
@@ -259,8 +269,16 @@ in
     expected = true;
   };
   testTypeErrorFrameSize = {
-    expr = h.throws (conf (withNetwork { settings.max_frame_size = -1; })).max_frame_size;
-    expected = true;
+    expr = map (n: h.throws (conf (withNetwork { settings.max_frame_size = n; })).max_frame_size) [
+      (-1)
+      1023
+      1024
+    ];
+    expected = [
+      true
+      true
+      false
+    ];
   };
   testConfigFileIsReadOnly = {
     expr = h.throws "${(withNetwork { configFile = "/etc/huly-network.json"; }).services.huly-network.configFile}";
