@@ -96,7 +96,9 @@
       checks.x86_64-linux = checksFor (pkgsFor "x86_64-linux");
 
       devShells = forAllSystems (pkgs: {
-        default = pkgs.callPackage ./nix/devshell.nix { treefmt = (treefmtFor pkgs).config.build.wrapper; };
+        default = pkgs.callPackage ./nix/devshell.nix {
+          treefmt = (treefmtFor pkgs).config.build.wrapper;
+        };
       });
 
       formatter = forAllSystems (pkgs: (treefmtFor pkgs).config.build.wrapper);

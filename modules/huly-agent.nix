@@ -354,7 +354,8 @@ in
         {
           assertion =
             !(cfg.settings ? kinds)
-            || lib.intersectLists (lib.attrNames cfg.settings.kinds) (lib.attrNames cfg.kinds) == [ ];
+            || lib.intersectLists (lib.attrNames cfg.settings.kinds) (lib.attrNames cfg.kinds) == [
+            ];
           message = "services.huly-agent: a kind is declared both in settings.kinds and in kinds; use kinds only.";
         }
       ];

@@ -180,7 +180,9 @@ let
       if local == null then null else hl.stripPrefixLength local;
 
   relayPortOf = p: if p.relayPort == null then p.servicePort else p.relayPort;
-  relayAddressOf = machine: c: p: if p.relayAddress == null then containerAddress machine c else p.relayAddress;
+  relayAddressOf =
+    machine: c: p:
+    if p.relayAddress == null then containerAddress machine c else p.relayAddress;
 
   # The host tier of every container port, named <machine>-<port name>.
   generatedForwards = lib.concatMapAttrs (
@@ -211,7 +213,9 @@ let
           inherit (p) settings;
         }) c.ports;
       };
-      networking.firewall.interfaces.eth0.allowedTCPPorts = lib.mapAttrsToList (_: relayPortOf) c.ports;
+      networking.firewall.interfaces.eth0.allowedTCPPorts = lib.mapAttrsToList (
+        _: relayPortOf
+      ) c.ports;
     };
   }) (lib.filterAttrs (_: c: c.ports != { }) cfg.containers);
 
@@ -231,7 +235,10 @@ let
             relay = hl.tcpListenOf "tcp:${joinHostPort (relayAddressOf machine c p) (relayPortOf p)}";
             service = hl.tcpListenOf "tcp:${joinHostPort p.serviceAddress p.servicePort}";
           in
-          containerAddress machine c == null || relay == null || service == null || !(hl.collides relay service);
+          containerAddress machine c == null
+          || relay == null
+          || service == null
+          || !(hl.collides relay service);
         message = "services.huly-bridge.containers.${machine}.ports.${pname}: the relay would listen where the service does (port ${toString (relayPortOf p)}); set relayPort or keep relayAddress on the container's own address.";
       }) c.ports
     ) cfg.containers

@@ -15,7 +15,8 @@ let
   metrics = hl.tcpListenOf cfg.settings.metrics_listen;
   # With socket activation PID 1 binds the main port, so only the metrics
   # port can call for a capability.
-  ownListeners = lib.optional (!cfg.socketActivation) listen ++ lib.optional (metrics != null) metrics;
+  ownListeners =
+    lib.optional (!cfg.socketActivation) listen ++ lib.optional (metrics != null) metrics;
   ns = hl.durationToNs;
 in
 {

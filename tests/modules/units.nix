@@ -44,7 +44,9 @@ let
         h.unitFile file
       ).Service;
       ours = lib.mapAttrs (_: h.unitValues) nixos;
-      keys = lib.subtractLists differs.${kind} (lib.unique (lib.attrNames plain ++ lib.attrNames ours));
+      keys = lib.subtractLists differs.${kind} (
+        lib.unique (lib.attrNames plain ++ lib.attrNames ours)
+      );
       mismatch = lib.filter (k: (plain.${k} or null) != (ours.${k} or null)) keys;
     in
     map (k: {
