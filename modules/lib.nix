@@ -166,6 +166,7 @@ rec {
     UMask = "0077";
     PrivateTmp = true;
     PrivateDevices = true;
+    PrivateMounts = true;
     DevicePolicy = "closed";
     ProtectSystem = "strict";
     ProtectHome = true;
@@ -186,7 +187,7 @@ rec {
   };
 
   # huly-network and huly-bridge: nothing but sockets, so everything else
-  # is taken away (systemd-analyze security exposure 1.2).
+  # is taken away (systemd-analyze security exposure 1.1 with systemd 252).
   strictHardening = baseHardening // {
     DynamicUser = true;
     ProcSubset = "pid";
