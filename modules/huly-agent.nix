@@ -212,6 +212,10 @@ let
     lib.filter (u: lib.count (x: x == u) pinnedUuids > 1) pinnedUuids
   );
 
+  kindsInBoth = lib.intersectLists (lib.attrNames (cfg.settings.kinds or { })) (
+    lib.attrNames cfg.kinds
+  );
+
   kindAssertions = lib.concatLists (
     lib.mapAttrsToList (name: k: [
       {
@@ -352,11 +356,8 @@ in
           message = "services.huly-agent.kinds: pinned uuids must be unique, these repeat: ${lib.concatStringsSep ", " duplicateUuids} (in ${lib.concatStringsSep ", " allPinned}).";
         }
         {
-          assertion =
-            !(cfg.settings ? kinds)
-            || lib.intersectLists (lib.attrNames cfg.settings.kinds) (lib.attrNames cfg.kinds) == [
-            ];
-          message = "services.huly-agent: a kind is declared both in settings.kinds and in kinds; use kinds only.";
+          assertion = kindsInBoth == [ ];
+          message = "services.huly-agent: kinds declared both in settings.kinds and in kinds (${lib.concatStringsSep ", " kindsInBoth}); use kinds only.";
         }
       ];
       warnings = kindWarnings;

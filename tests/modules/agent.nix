@@ -321,7 +321,7 @@ in
     expected = true;
   };
   testAssertKindNotDeclaredTwice = {
-    expr = h.failsWith "declared both in settings.kinds and in kinds" (withAgent {
+    expr = h.failsWith "kinds declared both in settings.kinds and in kinds (e)" (withAgent {
       settings.kinds.e.runtime = "builtin";
       kinds.e = {
         runtime = "builtin";
