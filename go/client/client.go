@@ -1,0 +1,569 @@
+// Package client is the Go client of a huly network (PROTOCOL.md §2, §4,
+// §6, §8): it lists agents, kinds and containers, gets containers and holds
+// references to them, routes requests to containers through the network or
+// over a connection to their agent or their own endpoint, delivers network
+// and container events, and hosts agents (package agent) on its session.
+//
+// A Client survives network server restarts: it reconnects by itself,
+// re-registers the agents it hosts, re-gets the containers it holds
+// references to (following them when their uuid or endpoint changes) and
+// resends the requests that were waiting for an answer.
+//
+//	c, err := client.Dial("127.0.0.1:3737")
+//	defer c.Close(context.Background())
+//	ref, err := c.Get(ctx, "echo", client.GetOptions{})
+//	res, err := ref.Request(ctx, "echo", map[string]any{"hello": "world"})
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/sirupsen/logrus"
+
+	"github.com/huly-net/huly-net/go/backrpc"
+	"github.com/huly-net/huly-net/go/network"
+)
+
+// GetOptions are the options of Get: a container uuid to get (or start)
+// exactly, labels the container must carry, and extra data for a container
+// that is started.
+type GetOptions = network.GetOptions
+
+// RemoteError is an error answered by the network, an agent or a container;
+// errors.As finds it in the errors of every request.
+type RemoteError = backrpc.RemoteError
+
+// ErrClosed is returned by calls on a closed Client, ContainerRef or
+// Connection.
+var ErrClosed = errors.New("client closed")
+
+// Defaults of the options.
+const (
+	DefaultRetryTick        = 500 * time.Millisecond
+	DefaultMaxGetWait       = 5 * time.Second
+	DefaultCloseTimeout     = 3 * time.Second
+	DefaultReacquireTimeout = 5 * time.Second
+	DefaultEventBuffer      = 256
+)
+
+type options struct {
+	clientID         string
+	aliveTimeout     time.Duration
+	pingInterval     time.Duration
+	retryTick        time.Duration
+	maxGetWait       time.Duration
+	closeTimeout     time.Duration
+	reacquireTimeout time.Duration
+	eventBuffer      int
+	logger           logrus.FieldLogger
+}
+
+// Option configures Dial.
+type Option func(*options)
+
+// WithClientID sets the client id announced in hello (default a new UUID
+// v4). Request ids are derived from it.
+func WithClientID(id string) Option { return func(o *options) { o.clientID = id } }
+
+// WithAliveTimeout sets how long the server keeps this client (and the
+// agents it hosts) without hearing from it; default 3 s. A development
+// client that stops in a debugger may ask for an hour.
+func WithAliveTimeout(d time.Duration) Option { return func(o *options) { o.aliveTimeout = d } }
+
+// WithPingInterval sets how often the client pings; default 1 s. Keep it
+// well under the alive timeout.
+func WithPingInterval(d time.Duration) Option { return func(o *options) { o.pingInterval = d } }
+
+// WithLogger sets the logger; default a discarding one.
+func WithLogger(l logrus.FieldLogger) Option { return func(o *options) { o.logger = l } }
+
+// WithRetryTick sets the unit of Get's growing waits (1, 2, 3 … ticks) and
+// of a retry answer's wait; default 500 ms.
+func WithRetryTick(d time.Duration) Option { return func(o *options) { o.retryTick = d } }
+
+// WithMaxGetWait caps one wait between Get attempts; default 5 s.
+func WithMaxGetWait(d time.Duration) Option { return func(o *options) { o.maxGetWait = d } }
+
+// WithCloseTimeout bounds Close when its ctx has a later deadline (or
+// none); default 3 s.
+func WithCloseTimeout(d time.Duration) Option { return func(o *options) { o.closeTimeout = d } }
+
+// WithReacquireTimeout bounds how long, after a server restart, requests
+// that were waiting for an answer are held back while the references are
+// re-obtained (so that they find their containers registered again);
+// default 5 s. References not re-obtained by then keep being followed in
+// the background.
+func WithReacquireTimeout(d time.Duration) Option {
+	return func(o *options) { o.reacquireTimeout = d }
+}
+
+// WithEventBuffer sets the size of the channels returned by Events and
+// Connection.Events; default 256. A full channel drops events.
+func WithEventBuffer(n int) Option { return func(o *options) { o.eventBuffer = n } }
+
+// AgentHost is an agent served on a client's session (package agent
+// implements it). The client routes back-requests addressed to AgentID to
+// it and calls RegisterWithNetwork after every change of server.
+type AgentHost interface {
+	AgentID() string
+	// HandleAgentRequest answers a back-request (gg, cl, cs, ct); args
+	// is the second element of the back-request params.
+	HandleAgentRequest(ctx context.Context, method string, args json.RawMessage) (any, error)
+	// RegisterWithNetwork (re-)registers the agent with the network
+	// (ar). It runs after a server change, before the client re-gets its
+	// references and resends pending requests.
+	RegisterWithNetwork(ctx context.Context) error
+}
+
+// Client is a session with a huly network server. It is safe for
+// concurrent use.
+type Client struct {
+	opts options
+	log  logrus.FieldLogger
+	rpc  *backrpc.Client
+
+	ctx     context.Context // ends at Close
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+
+	events *queue[network.Event]
+
+	mu         sync.Mutex
+	closed     bool
+	refs       map[string]*ContainerRef // by current uuid
+	hosts      map[string]AgentHost
+	agentConns map[string]*agentConn // by "host:port"
+	conns      map[*Connection]struct{}
+	kindWake   map[string]chan struct{} // closed when an agent offering the kind appears
+	uuidWake   map[string]chan struct{} // closed when a container of the uuid appears
+}
+
+// Dial starts a session with the network server at addr ("HOST:PORT" or
+// "tcp://HOST:PORT"). It returns at once; the client connects and
+// reconnects in the background until Close. WaitConnected waits for the
+// first hello answer, but no call needs it: requests wait for a session.
+func Dial(addr string, opts ...Option) (*Client, error) {
+	o := options{
+		retryTick:        DefaultRetryTick,
+		maxGetWait:       DefaultMaxGetWait,
+		closeTimeout:     DefaultCloseTimeout,
+		reacquireTimeout: DefaultReacquireTimeout,
+		eventBuffer:      DefaultEventBuffer,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.clientID == "" {
+		o.clientID = uuid.NewString()
+	}
+	if o.logger == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		o.logger = l
+	}
+	if o.retryTick <= 0 {
+		o.retryTick = DefaultRetryTick
+	}
+	if o.maxGetWait <= 0 {
+		o.maxGetWait = DefaultMaxGetWait
+	}
+	if o.closeTimeout <= 0 {
+		o.closeTimeout = DefaultCloseTimeout
+	}
+	if o.reacquireTimeout <= 0 {
+		o.reacquireTimeout = DefaultReacquireTimeout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		opts:       o,
+		log:        o.logger.WithField("client_id", o.clientID),
+		ctx:        ctx,
+		cancel:     cancel,
+		events:     newQueue[network.Event](o.eventBuffer),
+		refs:       map[string]*ContainerRef{},
+		hosts:      map[string]AgentHost{},
+		agentConns: map[string]*agentConn{},
+		conns:      map[*Connection]struct{}{},
+		kindWake:   map[string]chan struct{}{},
+		uuidWake:   map[string]chan struct{}{},
+	}
+	// Following references comes first, before any user handler sees the
+	// event.
+	c.events.subscribe(c.followEvent)
+	rpc, err := backrpc.Dial(addr, c.rpcOptions(o.clientID), backrpc.ClientHandler{
+		HandleRequest:   c.handleBackRequest,
+		OnEvent:         c.onRawEvent,
+		OnServerChanged: c.onServerChanged,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("dial network %s: %w", addr, err)
+	}
+	c.rpc = rpc
+	c.workers.Add(1)
+	go func() {
+		defer c.workers.Done()
+		c.events.run(ctx)
+	}()
+	return c, nil
+}
+
+func (c *Client) rpcOptions(id string) backrpc.ClientOptions {
+	return backrpc.ClientOptions{
+		ClientID:     id,
+		AliveTimeout: c.opts.aliveTimeout,
+		PingInterval: c.opts.pingInterval,
+		RetryTick:    c.opts.retryTick,
+		Logger:       c.opts.logger,
+	}
+}
+
+// ID is the client id.
+func (c *Client) ID() string { return c.opts.clientID }
+
+// Addr is the network server's address as given to Dial.
+func (c *Client) Addr() string { return c.rpc.Addr() }
+
+// Connected reports whether the session is usable now.
+func (c *Client) Connected() bool { return c.rpc.Connected() }
+
+// ServerID is the id of the network server that answered the last hello.
+func (c *Client) ServerID() string { return c.rpc.ServerID() }
+
+// WaitConnected waits until the network server has answered our hello.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	if err := c.rpc.WaitConnected(ctx); err != nil {
+		if errors.Is(err, backrpc.ErrClientClosed) {
+			return ErrClosed
+		}
+		return err
+	}
+	return nil
+}
+
+// Call sends a raw network method (PROTOCOL.md §4) and returns its result:
+// the escape hatch for methods this package has no wrapper for.
+func (c *Client) Call(ctx context.Context, method string, params any) (json.RawMessage, error) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	return c.rpc.Request(ctx, method, params)
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Agents lists the registered agents (al).
+func (c *Client) Agents(ctx context.Context) ([]network.AgentInfo, error) {
+	var out []network.AgentInfo
+	if err := c.callInto(ctx, "al", struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Kinds lists the container kinds some agent offers (ak).
+func (c *Client) Kinds(ctx context.Context) ([]string, error) {
+	var out []string
+	if err := c.callInto(ctx, "ak", struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// List lists the containers of a kind, or every container for "" (cl).
+// A 0.7 TypeScript server answers [] for "".
+func (c *Client) List(ctx context.Context, kind string) ([]network.ContainerRecord, error) {
+	params := map[string]any{"kind": nil}
+	if kind != "" {
+		params["kind"] = kind
+	}
+	var out []network.ContainerRecord
+	if err := c.callInto(ctx, "cl", params, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Request sends a request to a container, routed through the network and
+// its agent (cs). data is encoded as JSON (a json.RawMessage as it is).
+func (c *Client) Request(ctx context.Context, uuid, op string, data any) (json.RawMessage, error) {
+	if uuid == "" {
+		return nil, errors.New("request: container uuid is required")
+	}
+	raw, err := encodeData(data)
+	if err != nil {
+		return nil, fmt.Errorf("request %s on %s: %w", op, uuid, err)
+	}
+	res, err := c.Call(ctx, "cs", []any{uuid, op, raw})
+	if err != nil {
+		return nil, fmt.Errorf("request %s on %s: %w", op, uuid, err)
+	}
+	return res, nil
+}
+
+func (c *Client) callInto(ctx context.Context, method string, params, out any) error {
+	res, err := c.Call(ctx, method, params)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(res, out); err != nil {
+		return fmt.Errorf("%s: decode answer: %w", method, err)
+	}
+	return nil
+}
+
+func encodeData(data any) (json.RawMessage, error) {
+	raw, err := backrpc.MarshalJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("encode data: %w", err)
+	}
+	return raw, nil
+}
+
+// OnEvent calls fn with every network event, in order, on the client's
+// event goroutine (a slow fn delays later events, never the connection).
+// The returned function unsubscribes.
+func (c *Client) OnEvent(fn func(network.Event)) (unsubscribe func()) {
+	return c.events.subscribe(fn)
+}
+
+// Events returns a channel of network events, closed when the client
+// closes. Events are dropped when it is full (see WithEventBuffer); a
+// client that never calls Events pays nothing for it.
+func (c *Client) Events() <-chan network.Event { return c.events.channel() }
+
+// DroppedEvents counts the events the Events channel had no room for.
+func (c *Client) DroppedEvents() uint64 { return c.events.dropped.Load() }
+
+func (c *Client) onRawEvent(payload json.RawMessage) {
+	var ev network.Event
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		c.log.WithError(err).Debug("dropping network event that does not decode")
+		return
+	}
+	c.events.push(ev)
+}
+
+// ---- hosting agents ----
+
+// Host serves an agent on this client: back-requests addressed to its id
+// reach it, and it is registered again after every server change. The
+// returned function stops hosting it (without unregistering: that is the
+// agent's au). Close unregisters every agent still hosted.
+func (c *Client) Host(h AgentHost) (remove func(), err error) {
+	id := h.AgentID()
+	if id == "" {
+		return nil, errors.New("host agent: empty agent id")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if _, dup := c.hosts[id]; dup {
+		return nil, fmt.Errorf("host agent %s: already hosted on this client", id)
+	}
+	c.hosts[id] = h
+	return func() {
+		c.mu.Lock()
+		if c.hosts[id] == h {
+			delete(c.hosts, id)
+		}
+		c.mu.Unlock()
+	}, nil
+}
+
+// agentNotFound is the reference's normal (not error) answer to a
+// back-request for an agent this client does not host.
+type agentNotFound struct {
+	Error string `json:"error"`
+}
+
+func (c *Client) handleBackRequest(ctx context.Context, method string, params json.RawMessage) (any, error) {
+	var p []json.RawMessage
+	if err := json.Unmarshal(params, &p); err != nil || len(p) == 0 {
+		return nil, fmt.Errorf("back-request %s: params must be [agentId, args]", method)
+	}
+	var agentID string
+	if err := json.Unmarshal(p[0], &agentID); err != nil {
+		return nil, fmt.Errorf("back-request %s: agent id must be a string", method)
+	}
+	c.mu.Lock()
+	h := c.hosts[agentID]
+	c.mu.Unlock()
+	if h == nil {
+		return agentNotFound{Error: "Agent " + agentID + " not found"}, nil
+	}
+	args := json.RawMessage("null")
+	if len(p) > 1 {
+		args = p[1]
+	}
+	return h.HandleAgentRequest(ctx, method, args)
+}
+
+func (c *Client) hostList() []AgentHost {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]AgentHost, 0, len(c.hosts))
+	for _, h := range c.hosts {
+		out = append(out, h)
+	}
+	return out
+}
+
+// onServerChanged runs on first contact and after every server restart:
+// hosted agents first (so that our own re-gets can find their containers),
+// then the references; pending requests are resent when it returns.
+func (c *Client) onServerChanged(ctx context.Context, serverID string) {
+	c.log.WithField("server_id", serverID).Debug("network server changed")
+	hosts := c.hostList()
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.RegisterWithNetwork(ctx); err != nil && ctx.Err() == nil {
+				c.log.WithError(err).WithField("agent", h.AgentID()).Warn("re-register agent after server change")
+			}
+		}()
+	}
+	wg.Wait()
+	c.reacquireAll(ctx)
+}
+
+// ---- close ----
+
+// Close ends the session: connections close, references are released (cr),
+// hosted agents are unregistered (au), the server is told (close), and the
+// socket closes. It is bounded by ctx and by the close timeout even when
+// the server is gone; requests still waiting fail with ErrClosed.
+func (c *Client) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	refs := make([]*ContainerRef, 0, len(c.refs))
+	for _, r := range c.refs {
+		refs = append(refs, r)
+	}
+	c.refs = map[string]*ContainerRef{}
+	hosts := make([]string, 0, len(c.hosts))
+	for id := range c.hosts {
+		hosts = append(hosts, id)
+	}
+	c.hosts = map[string]AgentHost{}
+	conns := make([]*Connection, 0, len(c.conns))
+	for conn := range c.conns {
+		conns = append(conns, conn)
+	}
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, c.opts.closeTimeout)
+	defer cancel()
+
+	for _, conn := range conns {
+		conn.closeLocal(ctx)
+	}
+	for _, r := range refs {
+		r.markReleased()
+	}
+	// Telling the server is a courtesy: it forgets our references and
+	// agents at our close anyway (agents after their alive timeout), so it
+	// is skipped when there is no session, and bounded when there is one.
+	if c.rpc.Connected() {
+		var wg sync.WaitGroup
+		for _, r := range refs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = c.rpc.Request(ctx, "cr", map[string]string{"uuid": r.UUID()})
+			}()
+		}
+		for _, id := range hosts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = c.rpc.Request(ctx, "au", map[string]string{"uuid": id})
+			}()
+		}
+		wg.Wait()
+	}
+	c.cancel()
+	err := c.rpc.Close(ctx)
+	c.closeAgentConns(ctx)
+
+	done := make(chan struct{})
+	go func() { c.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = fmt.Errorf("close client: background work still running: %w", ctx.Err())
+		}
+	}
+	return err
+}
+
+// ---- wake-ups for Get ----
+
+// wakeChan returns a channel closed when an event announces an agent
+// offering kind or a container of uuid.
+func (c *Client) wakeChans(kind, uuid string) (<-chan struct{}, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var kw, uw chan struct{}
+	if kind != "" {
+		kw = c.kindWake[kind]
+		if kw == nil {
+			kw = make(chan struct{})
+			c.kindWake[kind] = kw
+		}
+	}
+	if uuid != "" {
+		uw = c.uuidWake[uuid]
+		if uw == nil {
+			uw = make(chan struct{})
+			c.uuidWake[uuid] = uw
+		}
+	}
+	return kw, uw
+}
+
+func (c *Client) wake(ev network.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range ev.Agents {
+		if a.Event == network.EventRemoved {
+			continue
+		}
+		for _, k := range a.Kinds {
+			if ch := c.kindWake[k]; ch != nil {
+				close(ch)
+				delete(c.kindWake, k)
+			}
+		}
+	}
+	for _, ce := range ev.Containers {
+		if ce.Event == network.EventRemoved {
+			continue
+		}
+		u := string(ce.Container.UUID)
+		if ch := c.uuidWake[u]; ch != nil {
+			close(ch)
+			delete(c.uuidWake, u)
+		}
+	}
+}
