@@ -316,40 +316,49 @@ func (b *Bridge) untrack(pc *proxyConn) {
 	b.connMu.Unlock()
 }
 
+// serve dials the target for an accepted client and hands the two
+// directions to two fresh goroutines, then returns. The dial path is deep
+// enough to grow a goroutine's stack to 8 KiB; the copies need much less, and
+// a stack never shrinks before a GC notices, so copying on the dialling
+// goroutine would cost an idle connection several KiB more.
 func (b *Bridge) serve(f *forward, client net.Conn) {
 	pc := &proxyConn{client: client}
 	b.track(pc)
-	defer func() {
-		pc.abort()
-		b.untrack(pc)
-		f.active.Add(-1)
-		b.connWG.Done()
-	}()
-
 	target, err := b.dial(b.hardCtx, f)
 	if err != nil {
 		f.dialFailures.Add(1)
 		b.log.WithError(err).WithField("forward", f.cfg.Name).Debug("closing client: target unreachable")
+		b.release(f, pc)
 		return
 	}
 	if !pc.setTarget(target) {
-		return // aborted while dialling
+		b.release(f, pc) // aborted while dialling
+		return
 	}
-	var idle *idleWatcher
 	if f.cfg.IdleTimeout > 0 {
-		idle = watchIdle(pc, f.cfg.IdleTimeout, func() { f.idleClosed.Add(1) })
-		defer idle.stop()
+		pc.idle = watchIdle(pc, f.cfg.IdleTimeout, func() { f.idleClosed.Add(1) })
 	}
+	pc.pumps.Store(2)
+	go b.pump(f, pc, target, client, &f.bytesUp, 0)
+	go b.pump(f, pc, client, target, &f.bytesDown, 1)
+}
 
-	down := make(chan struct{})
-	go func() {
-		defer close(down)
-		err := copyConn(client, target, &f.bytesDown, idle.counter(1))
-		pc.finish(client, err)
-	}()
-	err = copyConn(target, client, &f.bytesUp, idle.counter(0))
-	pc.finish(target, err)
-	<-down
+// pump copies one direction; the last of the two to finish closes the
+// connection, so both directions are joined before the sockets close.
+func (b *Bridge) pump(f *forward, pc *proxyConn, dst, src net.Conn, n *atomic.Uint64, dir int) {
+	err := copyConn(dst, src, n, pc.idle.counter(dir))
+	pc.finish(dst, err)
+	if pc.pumps.Add(-1) == 0 {
+		b.release(f, pc)
+	}
+}
+
+func (b *Bridge) release(f *forward, pc *proxyConn) {
+	pc.idle.stop()
+	pc.abort()
+	b.untrack(pc)
+	f.active.Add(-1)
+	b.connWG.Done()
 }
 
 // dial connects to f's target, retrying with doubling backoff.
@@ -389,6 +398,9 @@ func (b *Bridge) dial(ctx context.Context, f *forward) (net.Conn, error) {
 
 // proxyConn is one client connection and, once dialled, its target.
 type proxyConn struct {
+	idle  *idleWatcher // nil without an idle timeout
+	pumps atomic.Int32 // copy goroutines still running
+
 	mu      sync.Mutex
 	client  net.Conn
 	target  net.Conn

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -22,6 +23,9 @@ import (
 // Notifier sends sd_notify(3) messages to the service manager.
 type Notifier struct {
 	log logrus.FieldLogger
+	// failing is set after a failed send, so a vanished notify socket is
+	// reported once rather than on every STATUS update.
+	failing atomic.Bool
 }
 
 // NewNotifier returns a notifier that logs failures to log (nil: the standard
@@ -47,8 +51,16 @@ func (n *Notifier) Notify(state string) (bool, error) {
 }
 
 func (n *Notifier) send(state string) {
-	if _, err := n.Notify(state); err != nil {
-		n.log.WithError(err).Warn("systemd notification failed")
+	_, err := n.Notify(state)
+	switch {
+	case err == nil:
+		if n.failing.Swap(false) {
+			n.log.Info("systemd notifications work again")
+		}
+	case n.failing.Swap(true):
+		n.log.WithError(err).Debug("systemd notification failed")
+	default:
+		n.log.WithError(err).Warn("systemd notification failed; further failures are logged at debug level")
 	}
 }
 
