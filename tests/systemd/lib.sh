@@ -94,8 +94,8 @@ hn_capability_gap() {
     echo "no systemd-nspawn (Debian package systemd-container) and it could not be installed"
     return
   fi
-  if ! command -v mmdebstrap >/dev/null; then
-    echo "no mmdebstrap and it could not be installed"
+  if [ ! -e "$(hn_rootfs_dir)/.complete" ] && ! command -v mmdebstrap >/dev/null; then
+    echo "no cached node rootfs and no mmdebstrap to build one (it could not be installed)"
     return
   fi
 }
@@ -105,11 +105,12 @@ hn_capability_gap() {
 hn_install_deps() {
   local missing=()
   command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
-  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  if [ ! -e "$(hn_rootfs_dir)/.complete" ]; then
+    command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  fi
   command -v ip >/dev/null || missing+=(iproute2)
   command -v nsenter >/dev/null || missing+=(util-linux)
   command -v flock >/dev/null || missing+=(util-linux)
-  command -v jq >/dev/null || missing+=(jq)
   [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
   if [ "${#missing[@]}" -eq 0 ]; then
     return 0
@@ -143,10 +144,15 @@ hn_registering() {
 # hn_rootfs sets HN_ROOTFS to the cached base rootfs, building it when absent.
 # The cache key covers everything that goes into it, so a changed package list
 # builds a new one; older ones no node uses are removed.
-hn_rootfs() {
-  local key dir tmp lockfd old
+hn_rootfs_dir() {
+  local key
   key=$(printf '%s|%s|%s|%s' "$HN_SUITE" "$HN_PACKAGES" "$HN_ROOTFS_RECIPE" "$(uname -m)" | sha256sum | cut -c1-16)
-  dir="$HN_CACHE/rootfs-$key"
+  printf '%s/rootfs-%s' "$HN_CACHE" "$key"
+}
+
+hn_rootfs() {
+  local dir tmp lockfd old
+  dir=$(hn_rootfs_dir)
   HN_ROOTFS="$dir"
   if [ -e "$dir/.complete" ]; then
     return 0
@@ -364,10 +370,13 @@ hn_node_up() {
   printf '%s\n' "$name" >"$dir/root/etc/hostname"
   hn_hosts_file >"$dir/root/etc/hosts"
 
+  # CAP_NET_ADMIN (which nspawn withholds) lets the node's own services give
+  # nested machines private networks; it acts on the node's namespace only.
   local args=(--quiet --directory="$dir/root" --machine="$machine" --hostname="$name"
     --keep-unit --console=passive --boot
     --network-namespace-path="/run/netns/$ns"
     --system-call-filter=bpf --resolv-conf=off --timezone=off
+    --capability=CAP_NET_ADMIN
     "${binds[@]}")
   if hn_registering; then
     touch "$dir/registered"
@@ -467,28 +476,30 @@ hn_route_ok() {
 # hn_node_down NAME: stop the node (bounded), then remove its mounts,
 # namespace and state. Safe on half-created and stale nodes.
 hn_node_down() {
-  local name="$1" dir ns pid
+  local name="$1" dir ns pid unit
   dir=$(hn_node_dir "$name")
   ns=$(hn_node_ns "$name")
+  unit=$(hn_node_unit "$name")
+  # Each step tolerates what an earlier, interrupted teardown already did.
   if [ -e "$dir/registered" ]; then
-    timeout "$((HN_STOP_TIMEOUT + 5))" systemctl stop "$(hn_node_unit "$name")" 2>/dev/null ||
-      systemctl kill -s KILL "$(hn_node_unit "$name")" 2>/dev/null
-    systemctl reset-failed "$(hn_node_unit "$name")" 2>/dev/null
+    timeout "$((HN_STOP_TIMEOUT + 5))" systemctl stop "$unit" 2>/dev/null ||
+      systemctl kill -s KILL "$unit" 2>/dev/null || true
+    systemctl reset-failed "$unit" 2>/dev/null || true
   fi
   pid=$(cat "$dir/pid" 2>/dev/null || true)
   if hn_pid_is "$pid" systemd-nspawn; then
     # SIGTERM makes nspawn shut the node's systemd down cleanly.
-    kill -TERM "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null || true
     if ! hn_wait "$HN_STOP_TIMEOUT" "node $name to power off" hn_pid_gone "$pid" systemd-nspawn; then
-      kill -KILL "$pid" 2>/dev/null
+      kill -KILL "$pid" 2>/dev/null || true
       hn_wait 5 "node $name to die" hn_pid_gone "$pid" systemd-nspawn || true
     fi
   fi
   if mountpoint -q "$dir/root" 2>/dev/null; then
-    umount "$dir/root" 2>/dev/null || umount -l "$dir/root"
+    umount "$dir/root" 2>/dev/null || umount -l "$dir/root" || hn_msg "could not unmount $dir/root"
   fi
   if [ -e "/run/netns/$ns" ]; then
-    ip netns delete "$ns"
+    ip netns delete "$ns" || hn_msg "could not delete the network namespace $ns"
   fi
   rm -rf "$dir"
 }
@@ -508,15 +519,15 @@ hn_lab_down() {
   fi
   if hn_systemd_host; then
     for m in $(systemctl list-units --plain --no-legend --all "hn-$HN_LAB-*.service" 2>/dev/null | awk '{print $1}'); do
-      systemctl stop "$m" 2>/dev/null
-      systemctl reset-failed "$m" 2>/dev/null
+      systemctl stop "$m" 2>/dev/null || true
+      systemctl reset-failed "$m" 2>/dev/null || true
     done
   fi
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-    case "$ns" in "hn-$HN_LAB-"*) ip netns delete "$ns" ;; esac
+    case "$ns" in "hn-$HN_LAB-"*) ip netns delete "$ns" || hn_msg "could not delete the network namespace $ns" ;; esac
   done
   while read -r m; do
-    umount -l "$m" 2>/dev/null
+    umount -l "$m" 2>/dev/null || hn_msg "could not unmount $m"
   done < <(awk -v p="$HN_STATE/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r)
   rm -rf "$HN_STATE"
 }

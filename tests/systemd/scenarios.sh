@@ -304,6 +304,14 @@ scenario_b_watchdog() {
   bridge_config wd wd tcp:127.0.0.1:8080 tcp:127.0.0.1:9000
   start_ready wd huly-bridge@wd.service 127.0.0.1 8080
   watchdog_check wd huly-bridge@wd.service
+  # cgroup v1 hosts cap the nodes' open-file limit below what the units ask;
+  # say what the daemon really got rather than what the unit says.
+  local want got
+  want=$(prop wd huly-bridge@wd.service LimitNOFILE)
+  # shellcheck disable=SC2016 # awk's own $4
+  got=$(hn_x wd awk '/^Max open files/ { print $4 }' "/proc/$(prop wd huly-bridge@wd.service MainPID)/limits")
+  note "LimitNOFILE: unit asks $want, huly-bridge runs with $got"
+  [ "$got" -ge 1024 ] || fail "huly-bridge may open only $got files"
   local tested="huly-bridge"
   if [ -x "$HN_BIN/huly-network" ] && [ -f "$HN_UNITS/huly-network.service" ]; then
     network_config wd
@@ -561,4 +569,57 @@ scenario_e_nspawn() {
   need_cluster_bins
   need_bin huly-bridge
   skip "the nspawn-runtime scenario waits for huly-agent's nspawn runtime"
+}
+
+# --- h: the dev containers on a systemd host ------------------------------
+
+# `just dev-*` must work on any systemd host, NixOS included, with the
+# machines registered with machined. A node is such a host: the dev tooling
+# runs inside it (with the binaries built here and the cached rootfs bound in
+# read-only, since nodes have no package mirror) and boots its machines
+# through systemd-run, nested.
+scenario_h_dev_machined() {
+  need_bin huly-network
+  need_unit huly-network.service
+  hn_node_up devhost --bind-ro "$HN_CACHE:/var/cache/huly-net"
+  local leader dir
+  leader=$(hn_node_leader devhost)
+  dir="/proc/$leader/root/opt/huly-net"
+  mkdir -p "$dir/tests" "$dir/packaging"
+  cp -r "$HN_TOOLS" "$dir/tests/systemd"
+  cp -r "$HN_UNITS" "$dir/packaging/"
+  cp -r "$HN_BIN" "$dir/bin"
+  local dev=(env HN_CACHE=/var/cache/huly-net HN_DEV_BIN=/opt/huly-net/bin /opt/huly-net/tests/systemd/dev)
+
+  step "dev up on a systemd host registers the machines"
+  hn_x devhost "${dev[@]}" up dev-network dev-agent1 || fail "dev up failed"
+  local machines
+  machines=$(hn_x devhost machinectl list --no-legend --no-pager | awk '{print $1}' | sort | tr '\n' ' ')
+  expect_eq "machinectl list" "dev-agent1 dev-network " "$machines"
+  hn_x devhost journalctl -M dev-network -u huly-network.service --no-pager -q | grep -q 'Started huly-network' ||
+    fail "journalctl -M dev-network shows no start of huly-network"
+
+  step "dev cycle destroys, boots again and follows the logs until Ctrl-C"
+  # As a unit of its own, so that Ctrl-C can be played by sending SIGINT to
+  # every process of it, as a terminal does to its foreground group.
+  hn_x devhost systemd-run --quiet --unit=hn-cycle --property=Type=exec \
+    --property=StandardOutput=file:/run/hn-cycle.out --property=StandardError=file:/run/hn-cycle.err \
+    "${dev[@]}" cycle dev-network
+  hn_wait 60 "dev cycle to show huly-network starting" \
+    hn_x devhost grep -q 'dev-network | .*Started huly-network' /run/hn-cycle.out || {
+    hn_x devhost cat /run/hn-cycle.out /run/hn-cycle.err || true
+    fail "dev cycle did not show huly-network starting"
+  }
+  hn_x devhost systemctl kill --kill-who=all -s INT hn-cycle.service
+  hn_wait 15 "dev cycle to end on Ctrl-C" unit_done devhost hn-cycle.service || fail "dev cycle ignored Ctrl-C"
+  hn_x devhost cat /run/hn-cycle.err /run/hn-cycle.out
+  note "dev cycle excerpt: $(hn_x devhost grep -m1 'dev-network | .*huly-network\[' /run/hn-cycle.out | cut -c1-150)"
+
+  step "dev destroy removes machines, namespaces and mounts"
+  hn_x devhost "${dev[@]}" destroy || fail "dev destroy failed"
+  expect_eq "machines left" "" "$(hn_x devhost machinectl list --no-legend --no-pager)"
+  expect_eq "namespaces left" "" "$(hn_x devhost ip netns list)"
+  # shellcheck disable=SC2016 # awk's own $2
+  expect_eq "mounts left under /run/huly-net" "" \
+    "$(hn_x devhost awk '$2 ~ "^/run/huly-net/" { print $2 }' /proc/mounts)"
 }
