@@ -28,6 +28,8 @@ const (
 	// DefaultMaxRetryDelay caps a retry's wait, so that a server asking for
 	// 26 ticks does not stall us for 13 s.
 	DefaultMaxRetryDelay = 2 * time.Second
+	// DefaultServerTimeout is ten missed pongs.
+	DefaultServerTimeout = 10 * time.Second
 )
 
 // ErrClientClosed fails the requests still pending when a Client closes. The
@@ -49,6 +51,11 @@ type ClientOptions struct {
 	RetryTick time.Duration
 	// MaxRetryDelay caps a retry's wait. Default 2s.
 	MaxRetryDelay time.Duration
+	// ServerTimeout: when the server has sent nothing (not even a pong)
+	// for this long, the connection is taken for dead and made again. It
+	// catches a server gone without closing its TCP connection. Default
+	// 10s; negative disables.
+	ServerTimeout time.Duration
 	// Transport configures the DEALER (backoff, frame size, queue).
 	Transport transport.DealerOptions
 	// Logger defaults to a discarding logger.
@@ -70,6 +77,9 @@ func (o ClientOptions) withDefaults() ClientOptions {
 	}
 	if o.MaxRetryDelay <= 0 {
 		o.MaxRetryDelay = DefaultMaxRetryDelay
+	}
+	if o.ServerTimeout == 0 {
+		o.ServerTimeout = DefaultServerTimeout
 	}
 	if o.Logger == nil {
 		l := logrus.New()
@@ -107,6 +117,7 @@ type ClientHandler struct {
 // dealer is the part of a transport.Dealer the client uses.
 type dealer interface {
 	Send(frames ...[]byte) error
+	Reconnect()
 	CloseContext(ctx context.Context) error
 }
 
@@ -124,6 +135,7 @@ type pendingReq struct {
 type ClientStats struct {
 	Pending       int
 	Connections   uint64
+	Reconnects    uint64 // connections dropped because the server fell silent
 	ServerChanges uint64
 	Resent        uint64
 	Retries       uint64
@@ -150,6 +162,7 @@ type Client struct {
 	workers   sync.WaitGroup
 	seq       atomic.Uint64
 	lastPong  atomic.Int64
+	lastRecv  atomic.Int64 // unix ns of the last message, or of the connection
 	closeOnce sync.Once
 
 	mu           sync.Mutex
@@ -163,7 +176,7 @@ type Client struct {
 	changeCancel context.CancelFunc
 	pending      map[string]*pendingReq
 
-	connections, changes, resent, retries, backRequests, events atomic.Uint64
+	connections, reconnects, changes, resent, retries, backRequests, events atomic.Uint64
 }
 
 // Dial starts a client session with the server at addr ("tcp://HOST:PORT"
@@ -176,7 +189,7 @@ func Dial(addr string, opts ClientOptions, h ClientHandler) (*Client, error) {
 	c := newClient(addr, opts, h)
 	d := transport.Dial(addr, transport.DealerHandler{
 		OnConnect:    c.onConnect,
-		OnMessage:    c.HandleMessage,
+		OnMessage:    c.handleMessage,
 		OnDisconnect: c.onDisconnect,
 	}, c.opts.Transport)
 	c.attach(d)
@@ -268,6 +281,7 @@ func (c *Client) Stats() ClientStats {
 	return ClientStats{
 		Pending:       n,
 		Connections:   c.connections.Load(),
+		Reconnects:    c.reconnects.Load(),
 		ServerChanges: c.changes.Load(),
 		Resent:        c.resent.Load(),
 		Retries:       c.retries.Load(),
@@ -413,6 +427,7 @@ func (c *Client) onConnect() {
 	c.connGen++
 	c.connected = true
 	c.mu.Unlock()
+	c.lastRecv.Store(time.Now().UnixNano())
 	c.sendHello()
 }
 
@@ -450,20 +465,30 @@ func (c *Client) pingLoop() {
 		select {
 		case <-c.ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			c.mu.Lock()
 			connected := c.connected && !c.closed
 			c.mu.Unlock()
-			if connected {
-				_ = c.dealer().Send(c.pingMsg...)
+			if !connected {
+				continue
 			}
+			silent := now.Sub(time.Unix(0, c.lastRecv.Load()))
+			if c.opts.ServerTimeout > 0 && silent > c.opts.ServerTimeout {
+				c.reconnects.Add(1)
+				c.log.WithField("silent", silent).Warn("server silent; reconnecting")
+				c.lastRecv.Store(now.UnixNano())
+				c.dealer().Reconnect()
+				continue
+			}
+			_ = c.dealer().Send(c.pingMsg...)
 		}
 	}
 }
 
-// HandleMessage dispatches one message from the server: the transport's
+// handleMessage dispatches one message from the server: the transport's
 // OnMessage. Bad input is logged and dropped, never fatal.
-func (c *Client) HandleMessage(frames [][]byte) {
+func (c *Client) handleMessage(frames [][]byte) {
+	c.lastRecv.Store(time.Now().UnixNano())
 	m, err := Decode(frames)
 	if err != nil {
 		c.log.WithError(err).Debug("dropping malformed message")

@@ -1,12 +1,3 @@
-// Package backrpc is the wire protocol of the Huly network (release line
-// 0.7): the frames of one message, and the session life cycle on both ends of
-// a ROUTER/DEALER pair — hello with an alive timeout, ping/pong, askHello,
-// retry, close, request ids, back-requests and events. It knows nothing of
-// agents or containers: a Server takes a handler for requests, a Client takes
-// one for back-requests and events.
-//
-// One message is three frames, op, id and payload (the reference adds an
-// empty fourth frame to some of them); the ROUTER side adds the routing id.
 package backrpc
 
 import (

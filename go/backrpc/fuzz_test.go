@@ -138,7 +138,7 @@ func FuzzServerDispatch(f *testing.F) {
 				continue
 			}
 			peer := transport.PeerID([]byte{msg[0] & 1})
-			s.HandleMessage(peer, splitFrames(msg[1:]))
+			s.handleMessage(peer, splitFrames(msg[1:]))
 		}
 		if err := s.Close(); err != nil {
 			t.Fatalf("close: %v", err)

@@ -58,7 +58,7 @@ func (f *fakeOut) next(t testing.TB) (transport.PeerID, Message) {
 }
 
 // empty asserts nothing was sent so far. Only meaningful after synchronous
-// dispatch paths (HandleMessage returns after its own sends).
+// dispatch paths (handleMessage returns after its own sends).
 func (f *fakeOut) empty(t testing.TB) {
 	t.Helper()
 	require.Len(t, f.ch, 0, "unexpected message from the server")

@@ -250,7 +250,7 @@ func (s *Server) serveWith(out sender) {
 }
 
 func (s *Server) routerHandler() transport.RouterHandler {
-	return transport.RouterHandler{OnMessage: s.HandleMessage, OnDisconnect: s.handleDisconnect}
+	return transport.RouterHandler{OnMessage: s.handleMessage, OnDisconnect: s.handleDisconnect}
 }
 
 func (s *Server) start(out sender, r *transport.Router) {
@@ -365,9 +365,9 @@ func (s *Server) Client(clientID string) (ClientInfo, bool) {
 	return ss.info, true
 }
 
-// HandleMessage dispatches one message from a peer: the transport's
+// handleMessage dispatches one message from a peer: the transport's
 // OnMessage. It never blocks on a handler and never panics on bad input.
-func (s *Server) HandleMessage(peer transport.PeerID, frames [][]byte) {
+func (s *Server) handleMessage(peer transport.PeerID, frames [][]byte) {
 	<-s.started
 	m, err := Decode(frames)
 	if err != nil {

@@ -39,13 +39,13 @@ func TestDispatchHelloPingClose(t *testing.T) {
 	peer := transport.PeerID("\x00\x6b\x8b\x45\x67")
 
 	// A ping from nobody: pong, then askHello.
-	s.HandleMessage(peer, EncodeClient(Message{Op: OpPing}))
+	s.handleMessage(peer, EncodeClient(Message{Op: OpPing}))
 	_, m := out.next(t)
 	assert.Equal(t, Message{Op: OpPong, ID: s.ID(), Payload: []byte{}}, m)
 	_, m = out.next(t)
 	assert.Equal(t, Message{Op: OpAskHello, ID: s.ID(), Payload: []byte{}}, m)
 
-	s.HandleMessage(peer, EncodeClient(Message{Op: OpHello, ID: "c1", Payload: []byte(`{"aliveTimeout":7}`)}))
+	s.handleMessage(peer, EncodeClient(Message{Op: OpHello, ID: "c1", Payload: []byte(`{"aliveTimeout":7}`)}))
 	to, m := out.next(t)
 	assert.Equal(t, peer, to)
 	assert.Equal(t, OpHello, m.Op)
@@ -53,11 +53,11 @@ func TestDispatchHelloPingClose(t *testing.T) {
 	assert.Empty(t, m.Payload)
 
 	// A second hello of the same client is not a new connection.
-	s.HandleMessage(peer, EncodeClient(Message{Op: OpHello, ID: "c1", Payload: []byte(`{}`)}))
+	s.handleMessage(peer, EncodeClient(Message{Op: OpHello, ID: "c1", Payload: []byte(`{}`)}))
 	_, m = out.next(t)
 	assert.Equal(t, OpHello, m.Op)
 
-	s.HandleMessage(peer, EncodeClient(Message{Op: OpPing}))
+	s.handleMessage(peer, EncodeClient(Message{Op: OpPing}))
 	_, m = out.next(t)
 	assert.Equal(t, OpPong, m.Op)
 	out.empty(t) // no askHello for a known client
@@ -66,7 +66,7 @@ func TestDispatchHelloPingClose(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, DefaultAliveTimeout, info.AliveTimeout, "a hello without a timeout takes the default")
 
-	s.HandleMessage(peer, EncodeClient(Message{Op: OpClose}))
+	s.handleMessage(peer, EncodeClient(Message{Op: OpClose}))
 	_, ok = s.Client("c1")
 	assert.False(t, ok)
 	out.empty(t) // close is not answered
@@ -83,14 +83,14 @@ func TestDispatchHelloPingClose(t *testing.T) {
 
 func TestDispatchRequestFromUnknownPeerGetsRetry1(t *testing.T) {
 	s, out := newDispatchServer(t, ServerOptions{}, ServerHandler{HandleRequest: echoHandler})
-	s.HandleMessage("p", frames("1", "x-0", `["al",{}]`))
+	s.handleMessage("p", frames("1", "x-0", `["al",{}]`))
 	_, m := out.next(t)
 	assert.Equal(t, Message{Op: OpRetry, ID: "x-0", Payload: []byte("1")}, m)
 }
 
 func TestDispatchBadPayloadsAnsweredWithResponseError(t *testing.T) {
 	s, out := newDispatchServer(t, ServerOptions{}, ServerHandler{HandleRequest: echoHandler})
-	s.HandleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c", Payload: EncodeHelloPayload(time.Minute)}))
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c", Payload: EncodeHelloPayload(time.Minute)}))
 	out.next(t)
 
 	for _, tc := range []struct {
@@ -102,7 +102,7 @@ func TestDispatchBadPayloadsAnsweredWithResponseError(t *testing.T) {
 		{frames("1", "c-4", `{"method":"al"}`), "c-4"},
 		{frames("1", "c-5", `[42]`), "c-5"},
 	} {
-		s.HandleMessage("p", tc.frames)
+		s.handleMessage("p", tc.frames)
 		_, m := out.next(t)
 		assert.Equal(t, OpResponseError, m.Op)
 		assert.Equal(t, tc.id, m.ID)
@@ -113,13 +113,13 @@ func TestDispatchBadPayloadsAnsweredWithResponseError(t *testing.T) {
 	}
 	// Garbage without an id is dropped silently.
 	for _, f := range [][][]byte{nil, frames("x"), frames("1"), frames("77", "a", "b"), frames("")} {
-		s.HandleMessage("p", f)
+		s.handleMessage("p", f)
 	}
 	out.empty(t)
 	assert.EqualValues(t, 9, s.Stats().BadMessages)
 
 	// And the session still works.
-	s.HandleMessage("p", frames("1", "c-6", `["al",{}]`))
+	s.handleMessage("p", frames("1", "c-6", `["al",{}]`))
 	_, m := out.next(t)
 	assert.Equal(t, OpResponse, m.Op)
 	assert.JSONEq(t, `{"method":"al","params":{}}`, string(m.Payload))
@@ -138,13 +138,13 @@ func TestDispatchDuplicateAndInflightLimit(t *testing.T) {
 			return id, nil
 		},
 	})
-	s.HandleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c", Payload: EncodeHelloPayload(time.Minute)}))
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c", Payload: EncodeHelloPayload(time.Minute)}))
 	out.next(t)
 
-	s.HandleMessage("p", frames("1", "c-0", `["a",1]`))
-	s.HandleMessage("p", frames("1", "c-0", `["a",1]`)) // duplicate in flight: ignored
-	s.HandleMessage("p", frames("1", "c-1", `["a",2]`))
-	s.HandleMessage("p", frames("1", "c-2", `["a",3]`)) // third in flight: over the limit
+	s.handleMessage("p", frames("1", "c-0", `["a",1]`))
+	s.handleMessage("p", frames("1", "c-0", `["a",1]`)) // duplicate in flight: ignored
+	s.handleMessage("p", frames("1", "c-1", `["a",2]`))
+	s.handleMessage("p", frames("1", "c-2", `["a",3]`)) // third in flight: over the limit
 	_, m := out.next(t)
 	assert.Equal(t, Message{Op: OpRetry, ID: "c-2", Payload: []byte("1")}, m)
 	out.empty(t)
@@ -163,7 +163,7 @@ func TestDispatchDuplicateAndInflightLimit(t *testing.T) {
 	assert.EqualValues(t, 1, st.Retries)
 
 	// Once answered, the same id may run again (a resend after a lost answer).
-	s.HandleMessage("p", frames("1", "c-0", `["a",1]`))
+	s.handleMessage("p", frames("1", "c-0", `["a",1]`))
 	_, m = out.next(t)
 	assert.Equal(t, OpResponse, m.Op)
 	assert.EqualValues(t, 3, calls.Load())
@@ -189,7 +189,7 @@ func TestDispatchHandlerErrorsAndPanics(t *testing.T) {
 			return nil, errors.New("Unknown method" + method)
 		},
 	})
-	s.HandleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c", Payload: EncodeHelloPayload(time.Minute)}))
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c", Payload: EncodeHelloPayload(time.Minute)}))
 	out.next(t)
 
 	want := map[string]Message{
@@ -202,7 +202,7 @@ func TestDispatchHandlerErrorsAndPanics(t *testing.T) {
 		"c-6": {Op: OpResponseError, Payload: []byte(`{"message":"Unknown methodzz","stack":"Error: Unknown methodzz"}`)},
 	}
 	for i, method := range []string{"err", "remote", "panic", "raw", "unencodable", "nil", "zz"} {
-		s.HandleMessage("p", frames("1", RequestID("c", uint64(i)), `["`+method+`",{}]`))
+		s.handleMessage("p", frames("1", RequestID("c", uint64(i)), `["`+method+`",{}]`))
 	}
 	for range want {
 		_, m := out.next(t)
@@ -222,9 +222,9 @@ func TestDispatchHandlerErrorsAndPanics(t *testing.T) {
 
 func TestDispatchNoHandler(t *testing.T) {
 	s, out := newDispatchServer(t, ServerOptions{}, ServerHandler{})
-	s.HandleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
 	out.next(t)
-	s.HandleMessage("p", frames("1", "c-0", `["al",{}]`))
+	s.handleMessage("p", frames("1", "c-0", `["al",{}]`))
 	_, m := out.next(t)
 	assert.Equal(t, OpResponseError, m.Op)
 }
@@ -239,16 +239,16 @@ func TestDispatchHelloMovesSessionToNewPeer(t *testing.T) {
 		OnClientConnected: func(ClientInfo) { connected.Add(1) },
 		OnClientClosed:    func(ClientInfo) { closed.Add(1) },
 	})
-	s.HandleMessage("old", EncodeClient(Message{Op: OpHello, ID: "c"}))
+	s.handleMessage("old", EncodeClient(Message{Op: OpHello, ID: "c"}))
 	out.next(t)
-	s.HandleMessage("old", frames("1", "c-0", `["a",1]`))
+	s.handleMessage("old", frames("1", "c-0", `["a",1]`))
 
 	// The client reconnects (new routing id) while c-0 is in flight.
-	s.HandleMessage("new", EncodeClient(Message{Op: OpHello, ID: "c"}))
+	s.handleMessage("new", EncodeClient(Message{Op: OpHello, ID: "c"}))
 	to, m := out.next(t)
 	assert.Equal(t, transport.PeerID("new"), to)
 	assert.Equal(t, OpHello, m.Op)
-	s.HandleMessage("new", frames("1", "c-0", `["a",1]`)) // its resend: still in flight
+	s.handleMessage("new", frames("1", "c-0", `["a",1]`)) // its resend: still in flight
 	out.empty(t)
 
 	g.open()
@@ -262,13 +262,13 @@ func TestDispatchHelloMovesSessionToNewPeer(t *testing.T) {
 	assert.Equal(t, transport.PeerID("new"), info.Peer)
 
 	// The old routing id is no longer a client.
-	s.HandleMessage("old", EncodeClient(Message{Op: OpPing}))
+	s.handleMessage("old", EncodeClient(Message{Op: OpPing}))
 	out.next(t)
 	_, m = out.next(t)
 	assert.Equal(t, OpAskHello, m.Op)
 
 	// A connection that says hello with another client id ends the first.
-	s.HandleMessage("new", EncodeClient(Message{Op: OpHello, ID: "d"}))
+	s.handleMessage("new", EncodeClient(Message{Op: OpHello, ID: "d"}))
 	out.next(t)
 	assert.EqualValues(t, 1, closed.Load())
 	assert.EqualValues(t, 2, connected.Load())
@@ -281,9 +281,9 @@ func TestDispatchAliveTimeoutSweep(t *testing.T) {
 	s, out := newDispatchServer(t, ServerOptions{}, ServerHandler{
 		OnClientTimeout: func(c ClientInfo) { timedOut <- c },
 	})
-	s.HandleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c", Payload: []byte(`{"aliveTimeout":2}`)}))
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c", Payload: []byte(`{"aliveTimeout":2}`)}))
 	out.next(t)
-	s.HandleMessage("q", EncodeClient(Message{Op: OpHello, ID: "d", Payload: []byte(`{"aliveTimeout":60}`)}))
+	s.handleMessage("q", EncodeClient(Message{Op: OpHello, ID: "d", Payload: []byte(`{"aliveTimeout":60}`)}))
 	out.next(t)
 
 	// Drive the sweep with explicit times: no waiting on a real clock.
@@ -305,9 +305,9 @@ func TestDispatchAliveTimeoutSweep(t *testing.T) {
 
 func TestDispatchBackRequests(t *testing.T) {
 	s, out := newDispatchServer(t, ServerOptions{}, ServerHandler{})
-	s.HandleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
 	out.next(t)
-	s.HandleMessage("q", EncodeClient(Message{Op: OpHello, ID: "other"}))
+	s.handleMessage("q", EncodeClient(Message{Op: OpHello, ID: "other"}))
 	out.next(t)
 
 	_, err := s.Call(testCtx(t), "nobody", "gg", nil)
@@ -335,11 +335,11 @@ func TestDispatchBackRequests(t *testing.T) {
 	assert.Equal(t, map[string]bool{"c-0": true, "c-1": true, "c-2": true}, ids, "CLIENTID-N, server-wide counter")
 
 	// An answer from another client does not resolve the call.
-	s.HandleMessage("q", frames("2", "c-0", `"spoofed"`))
-	s.HandleMessage("p", frames("2", "c-0", `["uuid","ref"]`))
-	s.HandleMessage("p", frames("3", "c-1", `{"message":"Agent down","stack":"at x"}`))
-	s.HandleMessage("p", frames("2", "c-2", `{not json`))
-	s.HandleMessage("p", frames("2", "c-9", `"nobody asked"`))
+	s.handleMessage("q", frames("2", "c-0", `"spoofed"`))
+	s.handleMessage("p", frames("2", "c-0", `["uuid","ref"]`))
+	s.handleMessage("p", frames("3", "c-1", `{"message":"Agent down","stack":"at x"}`))
+	s.handleMessage("p", frames("2", "c-2", `{not json`))
+	s.handleMessage("p", frames("2", "c-9", `"nobody asked"`))
 
 	var oks, remote, bad int
 	for range 3 {
@@ -370,7 +370,7 @@ func TestDispatchBackRequests(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := s.Call(testCtx(t), "c", "ct", nil); done <- err }()
 	out.next(t)
-	s.HandleMessage("p", EncodeClient(Message{Op: OpClose}))
+	s.handleMessage("p", EncodeClient(Message{Op: OpClose}))
 	select {
 	case err := <-done:
 		assert.ErrorIs(t, err, ErrClientGone)
@@ -389,9 +389,9 @@ func TestDispatchBackRequests(t *testing.T) {
 func TestDispatchEvents(t *testing.T) {
 	s, out := newDispatchServer(t, ServerOptions{}, ServerHandler{})
 	assert.ErrorIs(t, s.SendEvent("c", 1), ErrUnknownClient)
-	s.HandleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
 	out.next(t)
-	s.HandleMessage("q", EncodeClient(Message{Op: OpHello, ID: "d"}))
+	s.handleMessage("q", EncodeClient(Message{Op: OpHello, ID: "d"}))
 	out.next(t)
 
 	require.NoError(t, s.SendEvent("c", map[string]any{"agents": []any{}}))
@@ -411,7 +411,7 @@ func TestDispatchEvents(t *testing.T) {
 	assert.Len(t, peers, 2)
 
 	// Events from a client are ignored, as by the reference.
-	s.HandleMessage("p", frames("4", "", `{"any":"body"}`, ""))
+	s.handleMessage("p", frames("4", "", `{"any":"body"}`, ""))
 	out.empty(t)
 	_, err = s.Broadcast(make(chan int))
 	assert.Error(t, err)
@@ -428,8 +428,8 @@ func TestServerCloseCancelsHandlers(t *testing.T) {
 	})
 	out := newFakeOut()
 	s.serveWith(out)
-	s.HandleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
-	s.HandleMessage("p", frames("1", "c-0", `["slow",1]`))
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
+	s.handleMessage("p", frames("1", "c-0", `["slow",1]`))
 	<-started
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close(), "closing twice is fine")
@@ -449,8 +449,8 @@ func TestServerShutdownBoundedByStuckHandler(t *testing.T) {
 		},
 	})
 	defer close(release)
-	s.HandleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
-	s.HandleMessage("p", frames("1", "c-0", `["stuck",1]`))
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
+	s.handleMessage("p", frames("1", "c-0", `["stuck",1]`))
 	<-started
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

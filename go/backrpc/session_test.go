@@ -431,3 +431,37 @@ func TestDialRejectsBadAddress(t *testing.T) {
 		assert.Error(t, err, a)
 	}
 }
+
+func TestClientReconnectsWhenServerFallsSilent(t *testing.T) {
+	// A server that answers hello and then nothing: the client takes the
+	// connection for dead and makes a new one, which says hello again.
+	srv := newScriptServer(t, "127.0.0.1:0")
+	hellos := make(chan struct{}, 16)
+	ctx := testCtx(t)
+	go func() {
+		for {
+			select {
+			case in := <-srv.in:
+				if m, err := Decode(in.frames); err == nil && m.Op == OpHello {
+					hellos <- struct{}{}
+					_ = srv.r.Send(in.peer, frames("0", "quiet-server", "")...)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	c := dialClient(t, srv.r.Addr().String(), ClientOptions{
+		PingInterval:  10 * time.Millisecond,
+		ServerTimeout: 100 * time.Millisecond,
+	}, ClientHandler{})
+	for i := range 2 {
+		select {
+		case <-hellos:
+		case <-ctx.Done():
+			require.FailNow(t, "no hello", "hello %d", i)
+		}
+	}
+	assert.GreaterOrEqual(t, c.Stats().Reconnects, uint64(1))
+	assert.GreaterOrEqual(t, c.Stats().Connections, uint64(2))
+}
