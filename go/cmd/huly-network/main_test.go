@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -28,16 +30,23 @@ const waitFor = 15 * time.Second
 
 var binary string
 
+// TestMain builds the daemon once for the tests that run it as systemd
+// would; under -short (the Nix check phase) those tests skip.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "huly-network-test")
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "huly-network")
-	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	binary, err = testutil.BuildBinary(".", dir, "huly-network")
 	if err != nil {
-		os.Stderr.Write(out)
-		panic(err)
+		fmt.Fprintln(os.Stderr, err)
+		_ = os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
@@ -70,6 +79,7 @@ type daemon struct {
 
 func start(t *testing.T, cmd *exec.Cmd) *daemon {
 	t.Helper()
+	skipShort(t)
 	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	cmd.WaitDelay = 5 * time.Second
@@ -94,6 +104,13 @@ func (d *daemon) wait(t *testing.T) int {
 	case <-time.After(waitFor):
 		t.Fatal("daemon did not exit")
 		return -1
+	}
+}
+
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the real daemon; skipped under -short")
 	}
 }
 
@@ -161,6 +178,7 @@ func TestReadyStatusStoppingInOrder(t *testing.T) {
 
 func TestDefaultListenIsPort3737(t *testing.T) {
 	assert.Equal(t, "tcp://*:3737", defaults().Listen)
+	skipShort(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:3737")
 	if err != nil {
 		t.Skipf("port 3737 is in use here (%v); the default is checked above", err)
@@ -214,6 +232,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestBadConfigurationExits2(t *testing.T) {
+	skipShort(t)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"listen":"tcp://127.0.0.1:0","alive_timout":"3s"}`), 0o600))
@@ -243,6 +262,7 @@ func TestBadConfigurationExits2(t *testing.T) {
 }
 
 func TestBindFailureExits1(t *testing.T) {
+	skipShort(t)
 	ln := testutil.ListenTCP(t)
 	cmd := exec.Command(binary, "--listen", "tcp://"+ln.Addr().String())
 	out, err := cmd.CombinedOutput()
