@@ -269,6 +269,14 @@ func (a *Agent) Addr() net.Addr {
 	return a.srv.Addr()
 }
 
+// EndpointClients is the number of client sessions on the endpoint server.
+func (a *Agent) EndpointClients() int {
+	if a.srv == nil {
+		return 0
+	}
+	return a.srv.Stats().Clients
+}
+
 // Register makes the agent offer kind, started by f. Kinds registered after
 // Attach are announced at the next registration.
 func (a *Agent) Register(kind string, f Factory) {

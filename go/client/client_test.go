@@ -12,8 +12,19 @@ import (
 
 	"github.com/huly-net/huly-net/go/agent"
 	"github.com/huly-net/huly-net/go/client"
+	"github.com/huly-net/huly-net/go/client/clienttest"
 	"github.com/huly-net/huly-net/go/network"
 )
+
+var (
+	dial       = clienttest.Dial
+	startAgent = clienttest.StartAgent
+	ctxT       = clienttest.Ctx
+)
+
+const waitFor = clienttest.WaitFor
+
+func startServer(t *testing.T) *clienttest.Server { return clienttest.StartServer(t) }
 
 type echoAnswer struct {
 	UUID      string          `json:"uuid"`
@@ -24,8 +35,8 @@ type echoAnswer struct {
 
 func TestGetRequestListRelease(t *testing.T) {
 	s := startServer(t)
-	addr := s.Addr().String()
-	a, _ := startAgent(t, addr, agentSetup{kinds: echoKinds()})
+	addr := s.Addr()
+	a, _ := startAgent(t, addr, clienttest.AgentSetup{Kinds: clienttest.EchoKinds()})
 	c := dial(t, addr)
 	ctx := ctxT(t)
 
@@ -80,7 +91,7 @@ func TestGetRequestListRelease(t *testing.T) {
 
 func TestGetWaitsForAnAgentOfferingTheKind(t *testing.T) {
 	s := startServer(t)
-	addr := s.Addr().String()
+	addr := s.Addr()
 	c := dial(t, addr, client.WithRetryTick(time.Hour), client.WithMaxGetWait(time.Hour))
 
 	got := make(chan error, 1)
@@ -90,7 +101,7 @@ func TestGetWaitsForAnAgentOfferingTheKind(t *testing.T) {
 	}()
 	// With waits of an hour between attempts, only the event announcing
 	// the agent can make the get succeed in time.
-	startAgent(t, addr, agentSetup{kinds: map[string]agent.Factory{"late": agent.NewEcho}})
+	startAgent(t, addr, clienttest.AgentSetup{Kinds: map[string]agent.Factory{"late": agent.NewEcho}})
 	select {
 	case err := <-got:
 		require.NoError(t, err)
@@ -101,7 +112,7 @@ func TestGetWaitsForAnAgentOfferingTheKind(t *testing.T) {
 
 func TestGetIsBoundedByContext(t *testing.T) {
 	s := startServer(t)
-	c := dial(t, s.Addr().String())
+	c := dial(t, s.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err := c.Get(ctx, "nobody-offers-this", client.GetOptions{})
@@ -117,8 +128,8 @@ func TestGetIsBoundedByContext(t *testing.T) {
 
 func TestRequestErrorsCarryTheContainersMessage(t *testing.T) {
 	s := startServer(t)
-	addr := s.Addr().String()
-	startAgent(t, addr, agentSetup{kinds: map[string]agent.Factory{"fail": newFailing}})
+	addr := s.Addr()
+	startAgent(t, addr, clienttest.AgentSetup{Kinds: map[string]agent.Factory{"fail": newFailing}})
 	c := dial(t, addr)
 	ctx := ctxT(t)
 	ref, err := c.Get(ctx, "fail", client.GetOptions{})
@@ -147,14 +158,14 @@ func (*failing) Ping(context.Context) error      { return nil }
 
 func TestEventsReachCallbacksAndChannel(t *testing.T) {
 	s := startServer(t)
-	addr := s.Addr().String()
+	addr := s.Addr()
 	c := dial(t, addr)
 	ch := c.Events()
 	got := make(chan network.Event, 64)
 	unsub := c.OnEvent(func(ev network.Event) { got <- ev })
 	defer unsub()
 
-	a, _ := startAgent(t, addr, agentSetup{kinds: echoKinds()})
+	a, _ := startAgent(t, addr, clienttest.AgentSetup{Kinds: clienttest.EchoKinds()})
 	waitAgentEvent := func(src <-chan network.Event) {
 		t.Helper()
 		deadline := time.After(waitFor)
@@ -178,8 +189,8 @@ func TestEventsReachCallbacksAndChannel(t *testing.T) {
 
 func TestCallIsTypedRequest(t *testing.T) {
 	s := startServer(t)
-	addr := s.Addr().String()
-	startAgent(t, addr, agentSetup{kinds: echoKinds()})
+	addr := s.Addr()
+	startAgent(t, addr, clienttest.AgentSetup{Kinds: clienttest.EchoKinds()})
 	c := dial(t, addr)
 	ctx := ctxT(t)
 	ref, err := c.Get(ctx, "echo", client.GetOptions{})
