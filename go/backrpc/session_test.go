@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -464,4 +466,49 @@ func TestClientReconnectsWhenServerFallsSilent(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, c.Stats().Reconnects, uint64(1))
 	assert.GreaterOrEqual(t, c.Stats().Connections, uint64(2))
+}
+
+func TestNoGoroutinesLeftBehind(t *testing.T) {
+	base := userGoroutines()
+	s := NewServer(ServerOptions{}, ServerHandler{HandleRequest: echoHandler})
+	require.NoError(t, s.Listen("127.0.0.1:0"))
+	ctx := testCtx(t)
+	clients := make([]*Client, 50)
+	for i := range clients {
+		c, err := Dial(s.Addr().String(), ClientOptions{}, ClientHandler{
+			HandleRequest: func(ctx context.Context, method string, params json.RawMessage) (any, error) { return 1, nil },
+		})
+		require.NoError(t, err)
+		clients[i] = c
+	}
+	for _, c := range clients {
+		_, err := c.Request(ctx, "al", nil)
+		require.NoError(t, err)
+		_, err = s.Call(ctx, c.ID(), "gg", nil)
+		require.NoError(t, err)
+	}
+	for _, c := range clients {
+		require.NoError(t, c.Close(ctx))
+	}
+	require.NoError(t, s.Close())
+	ok := assert.Eventually(t, func() bool { return userGoroutines() <= base }, waitFor, 10*time.Millisecond,
+		"goroutines: %d at start", base)
+	if !ok {
+		buf := make([]byte, 1<<20)
+		t.Logf("%s", buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// userGoroutines counts the goroutines a full stack dump shows (unlike
+// runtime.NumGoroutine, not the runtime's own, which it starts lazily),
+// leaving out testify's, which run the Eventually conditions.
+func userGoroutines() int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.HasPrefix(g, "goroutine ") && !strings.Contains(g, "github.com/stretchr/testify") {
+			n++
+		}
+	}
+	return n
 }
