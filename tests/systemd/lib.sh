@@ -37,7 +37,7 @@ HN_STOP_TIMEOUT="${HN_STOP_TIMEOUT:-20}"
 # socat is the plain TCP service the bridge scenarios forward to, procps is
 # for whoever debugs a node by hand.
 HN_SUITE="bookworm"
-HN_PACKAGES="systemd,systemd-sysv,dbus,iproute2,systemd-container,polkitd,socat,procps"
+HN_PACKAGES="systemd,systemd-sysv,dbus,iproute2,systemd-container,libnss-systemd,polkitd,socat,procps"
 # Bump when the customisation below changes, so cached rootfs are rebuilt.
 HN_ROOTFS_RECIPE=1
 

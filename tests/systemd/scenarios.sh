@@ -560,7 +560,66 @@ scenario_g_socket_activation() {
 
 # --- d, e: the agent's systemd runtimes -----------------------------------
 
+# bus_as NODE USER ARGS...: busctl on the system bus as USER (a static user;
+# polkit and dbus-daemon see its real uid and name).
+bus_as() {
+  local node="$1" user="$2"
+  shift 2
+  hn_x "$node" setpriv --reuid="$user" --regid="$user" --init-groups busctl --system "$@"
+}
+
+# start_transient_as NODE USER UNIT: StartTransientUnit as USER, as the
+# agent's transient runtime calls it.
+start_transient_as() {
+  bus_as "$1" "$2" call org.freedesktop.systemd1 /org/freedesktop/systemd1 \
+    org.freedesktop.systemd1.Manager StartTransientUnit 'ssa(sv)a(sa(sv))' \
+    "$3" fail 1 ExecStart 'a(sasb)' 1 /bin/sleep 2 /bin/sleep 60 false 0
+}
+
+# probe_agent_bus NODE: can the agent's unit, as shipped, reach systemd over
+# D-Bus and start huly-c-* units? Answers go into notes; the scenario then
+# runs the agent the way that works here.
+probe_agent_bus() {
+  local node="$1"
+  hn_put "$node" "$HN_UNITS/50-huly-agent.rules" /etc/polkit-1/rules.d/50-huly-agent.rules
+  hn_x "$node" systemctl try-restart polkit.service
+  # The unit's DynamicUser=yes: dbus-daemon has to resolve the uid.
+  if hn_x "$node" systemd-run --quiet --wait --pipe -p DynamicUser=yes -p User=huly-agent \
+    busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus GetId >/dev/null 2>&1; then
+    note "D-Bus as DynamicUser huly-agent: connects"
+  else
+    note "D-Bus as DynamicUser huly-agent: refused (seen on Debian 12: PID 1 starts dbus-daemon with SYSTEMD_NSS_DYNAMIC_BYPASS=1, so it cannot resolve dynamic uids)"
+  fi
+  # The polkit rule, with a static user of the same name.
+  hn_x "$node" useradd --system --no-create-home huly-agent 2>/dev/null || true
+  if start_transient_as "$node" huly-agent huly-c-probe-1.service >/dev/null 2>&1; then
+    note "polkit rule: huly-agent may StartTransientUnit huly-c-probe-1"
+    hn_x "$node" systemctl stop huly-c-probe-1.service || true
+  else
+    note "polkit rule: StartTransientUnit huly-c-probe-1 denied for huly-agent ($(hn_x "$node" systemctl --version | head -n 1 | cut -d' ' -f1-2) names no unit to polkit for it)"
+  fi
+  if start_transient_as "$node" huly-agent other-probe.service >/dev/null 2>&1; then
+    hn_x "$node" systemctl stop other-probe.service || true
+    fail "polkit rule lets huly-agent start other-probe.service, which is not a huly-c-* unit"
+  fi
+  hn_x "$node" systemd-run --quiet --unit=huly-c-probe-2 /bin/sleep 60
+  if bus_as "$node" huly-agent call org.freedesktop.systemd1 /org/freedesktop/systemd1 \
+    org.freedesktop.systemd1.Manager StopUnit ss huly-c-probe-2.service replace >/dev/null 2>&1; then
+    note "polkit rule: huly-agent may StopUnit huly-c-probe-2"
+  else
+    note "polkit rule: StopUnit huly-c-probe-2 denied for huly-agent"
+  fi
+  hn_x "$node" systemctl stop huly-c-probe-2.service 2>/dev/null || true
+  hn_x "$node" userdel huly-agent
+}
+
 scenario_d_transient() {
+  need_unit huly-agent.service
+  need_unit 50-huly-agent.rules
+  hn_node_up dprobe
+  step "what the shipped unit and polkit rule allow on this systemd"
+  probe_agent_bus dprobe
+  hn_node_down dprobe
   need_cluster_bins
   skip "the transient-runtime scenario waits for huly-agent's transient runtime"
 }
