@@ -235,6 +235,9 @@ func (s *Server) Listen(addr string) error {
 
 // Serve serves an existing listener (socket activation) and returns at once.
 func (s *Server) Serve(ln net.Listener) error {
+	if ln == nil {
+		return errors.New("backrpc serve: nil listener")
+	}
 	err := errAlreadyStarted
 	s.startOnce.Do(func() {
 		r := transport.NewRouter(ln, s.routerHandler(), s.opts.Transport)
@@ -337,8 +340,12 @@ func (s *Server) Stats() ServerStats {
 	st.Closes = s.closes.Load()
 	st.Timeouts = s.timeouts.Load()
 	st.Calls = s.callsSent.Load()
-	if s.router != nil {
-		st.Transport = s.router.Stats()
+	select {
+	case <-s.started:
+		if s.router != nil {
+			st.Transport = s.router.Stats()
+		}
+	default:
 	}
 	return st
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -456,4 +457,27 @@ func TestServerShutdownBoundedByStuckHandler(t *testing.T) {
 	cancel()
 	err := s.Shutdown(ctx)
 	assert.ErrorIs(t, err, context.Canceled, "Shutdown returns when its ctx ends")
+}
+
+func TestServeListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	s := NewServer(ServerOptions{}, ServerHandler{HandleRequest: echoHandler})
+	assert.Zero(t, s.Stats().Transport.Accepted, "stats before serving")
+	assert.Nil(t, s.Addr())
+	require.NoError(t, s.Serve(ln))
+	defer func() { _ = s.Close() }()
+	assert.Error(t, s.Serve(ln), "only once")
+	assert.Error(t, s.Listen("127.0.0.1:0"), "only once")
+	assert.Equal(t, ln.Addr().String(), s.Addr().String())
+	p := dialRaw(t, s.Addr().String())
+	assert.Equal(t, s.ID(), p.hello(t, "c", time.Minute).ID)
+	assert.EqualValues(t, 1, s.Stats().Transport.Accepted)
+	assert.Error(t, NewServer(ServerOptions{}, ServerHandler{}).Serve(nil))
+}
+
+func TestListenBadAddress(t *testing.T) {
+	s := NewServer(ServerOptions{}, ServerHandler{})
+	assert.Error(t, s.Listen("not an address"))
+	require.NoError(t, s.Close())
 }
