@@ -429,6 +429,10 @@ func (a *Agent) registration() (network.AgentRegistration, uint64) {
 		if e.stateless && !e.failedAt.IsZero() && now.Sub(e.failedAt) < a.opts.StandbyCheck {
 			continue
 		}
+		extra, listed := recordLocked(e)
+		if !listed {
+			continue
+		}
 		reg.Containers = append(reg.Containers, network.ContainerRecord{
 			AgentID:   network.AgentID(a.id),
 			UUID:      network.ContainerUUID(e.uuid),
@@ -436,7 +440,7 @@ func (a *Agent) registration() (network.AgentRegistration, uint64) {
 			Endpoint:  e.endpoint,
 			LastVisit: e.lastVisit,
 			Labels:    e.labels,
-			Extra:     e.extra,
+			Extra:     extra,
 		})
 	}
 	sort.Slice(reg.Containers, func(i, j int) bool { return reg.Containers[i].UUID < reg.Containers[j].UUID })
@@ -607,6 +611,8 @@ func (a *Agent) start(ctx context.Context, e *entry, gen int) {
 	if ep := a.containerRef(e.uuid, c); ep != e.endpoint {
 		e.endpoint = ep
 		a.kickLocked(0) // announce the direct endpoint
+	} else if _, ok := c.(StatusReporter); ok {
+		a.kickLocked(0) // announce its state
 	}
 	close(e.ready)
 	a.mu.Unlock()

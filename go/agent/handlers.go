@@ -220,9 +220,13 @@ func (a *Agent) records(kind string) []network.ContainerRecord {
 		if e.state == stateStandby || (kind != "" && e.kind != kind) {
 			continue
 		}
+		extra, listed := recordLocked(e)
+		if !listed {
+			continue
+		}
 		out = append(out, network.ContainerRecord{
 			AgentID: network.AgentID(a.id), UUID: network.ContainerUUID(e.uuid), Kind: e.kind,
-			Endpoint: e.endpoint, LastVisit: e.lastVisit, Labels: e.labels, Extra: e.extra,
+			Endpoint: e.endpoint, LastVisit: e.lastVisit, Labels: e.labels, Extra: extra,
 		})
 	}
 	return out
