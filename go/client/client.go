@@ -141,6 +141,8 @@ type Client struct {
 	hosts      map[string]AgentHost
 	agentConns map[string]*agentConn // by "host:port"
 	conns      map[*Connection]struct{}
+	rejoining  bool
+	changes    uint64                   // server changes seen
 	kindWake   map[string]chan struct{} // closed when an agent offering the kind appears
 	uuidWake   map[string]chan struct{} // closed when a container of the uuid appears
 }
@@ -201,6 +203,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		HandleRequest:   c.handleBackRequest,
 		OnEvent:         c.onRawEvent,
 		OnServerChanged: c.onServerChanged,
+		OnDisconnect:    c.onDisconnect,
 	})
 	if err != nil {
 		cancel()
@@ -427,6 +430,15 @@ func (c *Client) hostList() []AgentHost {
 // then the references; pending requests are resent when it returns.
 func (c *Client) onServerChanged(ctx context.Context, serverID string) {
 	c.log.WithField("server_id", serverID).Debug("network server changed")
+	c.mu.Lock()
+	c.changes++
+	c.mu.Unlock()
+	c.resync(ctx)
+}
+
+// resync tells the server again what it must know of us: the agents we
+// host, then the references we hold.
+func (c *Client) resync(ctx context.Context) {
 	hosts := c.hostList()
 	var wg sync.WaitGroup
 	for _, h := range hosts {
@@ -440,6 +452,50 @@ func (c *Client) onServerChanged(ctx context.Context, serverID string) {
 	}
 	wg.Wait()
 	c.reacquireAll(ctx)
+}
+
+// onDisconnect watches for a reconnection to the same server after a gap
+// long enough for it to have dropped us: it then kept its id, so there is
+// no server change, yet it forgot our agents and references.
+func (c *Client) onDisconnect(error) {
+	lost := time.Now()
+	c.mu.Lock()
+	if c.closed || c.rejoining {
+		c.mu.Unlock()
+		return
+	}
+	c.rejoining = true
+	changes := c.changes
+	c.mu.Unlock()
+	started := c.goWorker(func() {
+		defer func() {
+			c.mu.Lock()
+			c.rejoining = false
+			c.mu.Unlock()
+		}()
+		if err := c.rpc.WaitConnected(c.ctx); err != nil {
+			return
+		}
+		alive := c.opts.aliveTimeout
+		if alive <= 0 {
+			alive = backrpc.DefaultAliveTimeout
+		}
+		c.mu.Lock()
+		changed := c.changes != changes
+		c.mu.Unlock()
+		if changed || time.Since(lost) < alive/2 {
+			return
+		}
+		c.log.WithField("gap", time.Since(lost)).Info("reconnected after a long gap; registering again")
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.reacquireTimeout)
+		defer cancel()
+		c.resync(ctx)
+	})
+	if !started {
+		c.mu.Lock()
+		c.rejoining = false
+		c.mu.Unlock()
+	}
 }
 
 // ---- close ----
