@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/huly-net/huly-net/go/backrpc/internal/transcript"
+	"github.com/huly-net/huly-net/go/internal/transcript"
 )
 
 // Conformance (b): the client side of every captured scenario is replayed,

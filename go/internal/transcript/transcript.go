@@ -1,5 +1,5 @@
 // Package transcript loads the captured wire transcripts of the reference
-// network (testdata/transcripts/*.jsonl): one line per multipart message as
+// network (backrpc/testdata/transcripts/*.jsonl): one line per multipart message as
 // one process sent or received it.
 package transcript
 

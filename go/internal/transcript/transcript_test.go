@@ -54,7 +54,7 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestLoadDirRealTranscripts(t *testing.T) {
-	files, err := LoadDir("../../testdata/transcripts")
+	files, err := LoadDir("../../backrpc/testdata/transcripts")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
 	assert.Equal(t, "01-hello-ping", files[0].Name)
