@@ -14,7 +14,7 @@ import (
 
 const waitFor = 10 * time.Second
 
-func testLogger(t *testing.T) logrus.FieldLogger {
+func testLogger(t testing.TB) logrus.FieldLogger {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	if testing.Verbose() {
@@ -24,7 +24,7 @@ func testLogger(t *testing.T) logrus.FieldLogger {
 	return l
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
@@ -67,7 +67,7 @@ func (r *running) stats(name string) ForwardStats {
 	return ForwardStats{}
 }
 
-func startBridge(t *testing.T, opts Options) *running {
+func startBridge(t testing.TB, opts Options) *running {
 	t.Helper()
 	if opts.Log == nil {
 		opts.Log = testLogger(t)

@@ -125,6 +125,7 @@ type config struct {
 	duration      time.Duration
 	hold          int
 	jsonOut       string
+	tests         map[string]bool
 }
 
 func runAll(args []string) error {
@@ -136,8 +137,18 @@ func runAll(args []string) error {
 	fs.DurationVar(&cfg.duration, "duration", 2*time.Second, "duration of each throughput and rate run")
 	fs.IntVar(&cfg.hold, "hold", 1000, "idle connections held for the memory measurement")
 	fs.StringVar(&cfg.jsonOut, "json", "", "also write the raw samples to this file")
+	tests := fs.String("tests", "bulk,rate,memory", "comma-separated subset of bulk, rate, memory")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	cfg.tests = map[string]bool{}
+	for _, t := range strings.Split(*tests, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case "bulk", "rate", "memory":
+			cfg.tests[t] = true
+		default:
+			return fmt.Errorf("--tests: unknown test %q", t)
+		}
 	}
 	if cfg.bridge == "" {
 		return errors.New("--bridge is required")
@@ -168,6 +179,9 @@ func runAll(args []string) error {
 		// in a rotating order, so drift on a shared machine hits all alike.
 		order := rotate(variants, rep)
 		for _, v := range order {
+			if !cfg.tests["bulk"] {
+				break
+			}
 			mbps, cpu, err := bulk(v, cfg.duration)
 			if err != nil {
 				stopAll(variants)
@@ -180,6 +194,9 @@ func runAll(args []string) error {
 			fmt.Fprintf(os.Stderr, "rep %d %-11s bulk %8.0f MiB/s  cpu %.3f s/GiB\n", rep, v.name, mbps, cpu)
 		}
 		for _, clients := range []int{1, 32} {
+			if !cfg.tests["rate"] {
+				break
+			}
 			for _, v := range order {
 				rate, errs := connRate(v.addr, clients, cfg.duration)
 				add(fmt.Sprintf("conn_per_s_%d", clients), v.name, rate)
@@ -190,6 +207,9 @@ func runAll(args []string) error {
 			}
 		}
 		stopAll(variants)
+		if !cfg.tests["memory"] {
+			continue
+		}
 
 		// Memory on fresh forwarders, so earlier tests' heap does not hide
 		// or inflate the delta.
@@ -677,6 +697,9 @@ func report(w io.Writer, cfg config, s map[string]map[string][]float64) {
 	}
 	fmt.Fprintf(w, "\nCells: median (min–max).\n\n### Targets\n\n")
 	check := func(label string, got, want float64, atMost bool) {
+		if got != got || got == 0 { // NaN or not measured in this run
+			return
+		}
 		ok := got >= want
 		if atMost {
 			ok = got <= want
