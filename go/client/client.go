@@ -341,9 +341,10 @@ func (c *Client) OnEvent(fn func(network.Event)) (unsubscribe func()) {
 	return c.events.subscribe(fn)
 }
 
-// Events returns a channel of network events, closed when the client
-// closes. Events are dropped when it is full (see WithEventBuffer); a
-// client that never calls Events pays nothing for it.
+// Events returns a channel of the network events that arrive from its
+// first call on, closed when the client closes. Events are dropped when it
+// is full (see WithEventBuffer, DroppedEvents); a client that never calls
+// Events pays nothing for it.
 func (c *Client) Events() <-chan network.Event { return c.events.channel() }
 
 // DroppedEvents counts the events the Events channel had no room for.
@@ -502,7 +503,8 @@ func (c *Client) onDisconnect(error) {
 
 // Close ends the session: connections close, references are released (cr),
 // hosted agents are unregistered (au), the server is told (close), and the
-// socket closes. It is bounded by ctx and by the close timeout even when
+// socket closes. Hosted agents are not closed: close them first (their
+// containers keep running otherwise). It is bounded by ctx and by the close timeout even when
 // the server is gone; requests still waiting fail with ErrClosed.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()

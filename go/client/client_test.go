@@ -208,3 +208,45 @@ func TestCallIsTypedRequest(t *testing.T) {
 	_, err = client.Call[int](ctx, ref, "Calc.add", 1)
 	assert.Error(t, err, "an object does not decode into an int")
 }
+
+func TestAFullEventChannelDropsWithoutStallingTheClient(t *testing.T) {
+	s := startServer(t)
+	addr := s.Addr()
+	c := dial(t, addr, client.WithEventBuffer(1))
+	_ = c.Events() // and never read
+	seen := make(chan struct{}, 100)
+	c.OnEvent(func(network.Event) { seen <- struct{}{} })
+	// Each agent is announced once registered; the network merges what
+	// happens within one check period, so wait for each announcement.
+	for i := 0; i < 3; i++ {
+		startAgent(t, addr, clienttest.AgentSetup{Kinds: clienttest.EchoKinds()})
+		select {
+		case <-seen:
+		case <-time.After(waitFor):
+			t.Fatal("no event")
+		}
+	}
+	require.Eventually(t, func() bool { return c.DroppedEvents() >= 2 }, waitFor, 10*time.Millisecond)
+	kinds, err := c.Kinds(ctxT(t))
+	require.NoError(t, err, "requests still work")
+	assert.Equal(t, []string{"echo"}, kinds)
+}
+
+func TestEventsChannelClosesWithTheClient(t *testing.T) {
+	s := startServer(t)
+	c, err := client.Dial(s.Addr(), clienttest.Options()...)
+	require.NoError(t, err)
+	ch := c.Events()
+	require.NoError(t, c.Close(ctxT(t)))
+	select {
+	case _, ok := <-ch:
+		assert.False(t, ok)
+	case <-time.After(waitFor):
+		t.Fatal("events channel not closed")
+	}
+	_, ok := <-c.Events()
+	assert.False(t, ok, "a channel asked for after Close is closed too")
+	assert.ErrorIs(t, c.WaitConnected(ctxT(t)), client.ErrClosed)
+	_, err = c.Request(ctxT(t), "x", "op", nil)
+	assert.ErrorIs(t, err, client.ErrClosed)
+}

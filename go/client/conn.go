@@ -123,8 +123,9 @@ func (conn *Connection) OnEvent(fn func(json.RawMessage)) (unsubscribe func()) {
 	return conn.events.subscribe(fn)
 }
 
-// Events returns a channel of the container's events, closed when the
-// connection closes; a full channel drops events.
+// Events returns a channel of the container's events that arrive from its
+// first call on, closed when the connection closes; a full channel drops
+// events.
 func (conn *Connection) Events() <-chan json.RawMessage { return conn.events.channel() }
 
 // Close closes the connection; it does not wait for the agent (cd is sent in

@@ -138,7 +138,8 @@ func (r *ContainerRef) markReleased() bool {
 // Otherwise the network is asked (gg) until it answers, waiting 1, 2, 3 …
 // retry ticks between attempts (at most the max get wait) and trying again
 // at once when an event announces an agent offering kind; ctx bounds it.
-// Two gets that end at the same container share one reference.
+// Two gets that end at the same container share one reference (as in the
+// reference client): releasing it releases it for both.
 func (c *Client) Get(ctx context.Context, kind string, opts GetOptions) (*ContainerRef, error) {
 	if kind == "" && opts.UUID == "" {
 		return nil, errors.New("get: a kind or a uuid is required")

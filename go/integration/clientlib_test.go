@@ -139,6 +139,9 @@ func TestHAFailoverWhenThePrimaryIsKilled(t *testing.T) {
 		return s.ServedBy
 	}
 	require.Equal(t, "primary", who(ref))
+	conn, err := ref.Connect(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "primary", who(conn))
 
 	px.Kill()
 	killed := time.Now()
@@ -162,6 +165,14 @@ func TestHAFailoverWhenThePrimaryIsKilled(t *testing.T) {
 	assert.Equal(t, "running", standby.Containers()[0].State)
 	require.Eventually(t, func() bool { return who(ref) == "standby" }, clienttest.WaitFor, 10*time.Millisecond,
 		"the reference follows")
+	require.Eventually(t, func() bool { return mustParse(t, ref.Endpoint()).AgentID == network.AgentID(standby.ID()) },
+		clienttest.WaitFor, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		res, err := conn.Request(qctx, "who", nil)
+		return err == nil && json.Valid(res) && string(res) != "" && containsServedBy(res, "standby")
+	}, clienttest.WaitFor, 10*time.Millisecond, "the open connection reconnects to the standby's agent")
 
 	// The primary returns after a gap longer than its alive timeout: it
 	// registers again, loses leader-1 to the standby and stands by.
@@ -300,4 +311,16 @@ func TestReconnectAfterBeingDroppedRegistersAgain(t *testing.T) {
 	res, err := ref.Request(ctx, "back", nil)
 	require.NoError(t, err)
 	assert.Contains(t, string(res), `"uuid":"mine"`)
+}
+
+func mustParse(t *testing.T, ref string) network.EndpointRef {
+	t.Helper()
+	r, err := network.ParseEndpointRef(ref)
+	require.NoError(t, err)
+	return r
+}
+
+func containsServedBy(res json.RawMessage, name string) bool {
+	var s served
+	return json.Unmarshal(res, &s) == nil && s.ServedBy == name
 }
