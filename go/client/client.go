@@ -304,11 +304,11 @@ func (c *Client) Request(ctx context.Context, uuid, op string, data any) (json.R
 	if uuid == "" {
 		return nil, errors.New("request: container uuid is required")
 	}
-	raw, err := encodeData(data)
+	params, err := routeParams(uuid, op, data)
 	if err != nil {
 		return nil, fmt.Errorf("request %s on %s: %w", op, uuid, err)
 	}
-	res, err := c.Call(ctx, "cs", []any{uuid, op, raw})
+	res, err := c.Call(ctx, "cs", params)
 	if err != nil {
 		return nil, fmt.Errorf("request %s on %s: %w", op, uuid, err)
 	}
@@ -324,6 +324,32 @@ func (c *Client) callInto(ctx context.Context, method string, params, out any) e
 		return fmt.Errorf("%s: decode answer: %w", method, err)
 	}
 	return nil
+}
+
+// routeParams encodes [uuid, op, data] once: the data, already encoded
+// when it is a json.RawMessage, is not decoded and encoded again.
+func routeParams(uuid, op string, data any) (json.RawMessage, error) {
+	raw, err := encodeData(data)
+	if err != nil {
+		return nil, err
+	}
+	u, err := backrpc.MarshalJSON(uuid)
+	if err != nil {
+		return nil, err
+	}
+	o, err := backrpc.MarshalJSON(op)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(u)+len(o)+len(raw)+4)
+	out = append(out, '[')
+	out = append(out, u...)
+	out = append(out, ',')
+	out = append(out, o...)
+	out = append(out, ',')
+	out = append(out, raw...)
+	out = append(out, ']')
+	return out, nil
 }
 
 func encodeData(data any) (json.RawMessage, error) {

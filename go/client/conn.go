@@ -97,18 +97,21 @@ func (conn *Connection) Request(ctx context.Context, op string, data any) (json.
 	if closed {
 		return nil, fmt.Errorf("request %s: %w", op, ErrClosed)
 	}
-	raw, err := encodeData(data)
-	if err != nil {
-		return nil, fmt.Errorf("request %s on %s: %w", op, t.uuid, err)
-	}
 	var res json.RawMessage
+	var err error
 	switch {
 	case t.agent != nil:
-		res, err = t.agent.rpc.Request(ctx, "cs", []any{t.uuid, op, raw})
+		var params json.RawMessage
+		if params, err = routeParams(t.uuid, op, data); err == nil {
+			res, err = t.agent.rpc.Request(ctx, "cs", params)
+		}
 	case t.direct != nil:
-		res, err = t.direct.Request(ctx, op, raw)
+		var raw json.RawMessage
+		if raw, err = encodeData(data); err == nil {
+			res, err = t.direct.Request(ctx, op, raw)
+		}
 	default:
-		return conn.c.Request(ctx, t.uuid, op, raw)
+		return conn.c.Request(ctx, t.uuid, op, data)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("request %s on %s: %w", op, t.uuid, err)
