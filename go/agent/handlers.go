@@ -28,8 +28,8 @@ func (e *notFoundError) Is(target error) bool { return target == ErrContainerNot
 // HandleAgentRequest answers the network's back-requests (PROTOCOL.md §5);
 // args is the second element of [agentId, args].
 func (a *Agent) HandleAgentRequest(ctx context.Context, method string, args json.RawMessage) (any, error) {
-	var p []json.RawMessage
-	if err := json.Unmarshal(args, &p); err != nil {
+	p, err := splitArray(args)
+	if err != nil {
 		return nil, fmt.Errorf("%s: args must be an array: %w", method, err)
 	}
 	switch method {
@@ -63,11 +63,11 @@ func (a *Agent) HandleAgentRequest(ctx context.Context, method string, args json
 		}
 		return a.records(k), nil
 	case "cs":
-		u, op, data, err := network.DecodeRouteParams(args)
+		u, op, data, err := routeArgs(p)
 		if err != nil {
 			return nil, err
 		}
-		return a.request(ctx, string(u), "", op, data)
+		return a.request(ctx, u, "", op, data)
 	case "ct":
 		if len(p) < 1 {
 			return nil, errors.New("ct: args must be [uuid]")
@@ -285,13 +285,35 @@ func (a *Agent) handleEndpoint(ctx context.Context, cl backrpc.ClientInfo, metho
 		}
 		return "ok", nil
 	case "cs":
-		u, op, data, err := network.DecodeRouteParams(params)
+		p, err := splitArray(params)
+		if err != nil {
+			return nil, fmt.Errorf("cs: %w", err)
+		}
+		u, op, data, err := routeArgs(p)
 		if err != nil {
 			return nil, err
 		}
-		return a.request(ctx, string(u), cl.ID, op, data)
+		return a.request(ctx, u, cl.ID, op, data)
 	}
 	return nil, fmt.Errorf("Unknown method %s", method) //nolint:staticcheck // the reference's wording
+}
+
+// routeArgs reads [uuid, operation, data] (data may be absent: null).
+func routeArgs(p []json.RawMessage) (uuid, op string, data json.RawMessage, err error) {
+	if len(p) < 2 {
+		return "", "", nil, errors.New("cs: want [uuid, operation, data]")
+	}
+	if uuid, err = decodeString(p[0]); err != nil || uuid == "" {
+		return "", "", nil, errors.New("cs: container uuid must be a non-empty string")
+	}
+	if op, err = decodeString(p[1]); err != nil {
+		return "", "", nil, errors.New("cs: operation must be a string")
+	}
+	data = json.RawMessage("null")
+	if len(p) > 2 {
+		data = p[2]
+	}
+	return uuid, op, data, nil
 }
 
 // decodeUUIDs reads {"uuid": uuid or [uuid]}.

@@ -421,12 +421,12 @@ type agentNotFound struct {
 }
 
 func (c *Client) handleBackRequest(ctx context.Context, method string, params json.RawMessage) (any, error) {
-	var p []json.RawMessage
-	if err := json.Unmarshal(params, &p); err != nil || len(p) == 0 {
+	p, err := splitArray(params)
+	if err != nil || len(p) == 0 {
 		return nil, fmt.Errorf("back-request %s: params must be [agentId, args]", method)
 	}
-	var agentID string
-	if err := json.Unmarshal(p[0], &agentID); err != nil {
+	agentID, err := decodeString(p[0])
+	if err != nil {
 		return nil, fmt.Errorf("back-request %s: agent id must be a string", method)
 	}
 	c.mu.Lock()
