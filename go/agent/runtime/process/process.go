@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -181,6 +182,8 @@ type Container struct {
 	ctx    context.Context // ends with Terminate
 	cancel context.CancelFunc
 	done   chan struct{} // the supervisor has stopped the child for good
+
+	terminating atomic.Bool
 
 	mu  sync.Mutex
 	pid int
@@ -359,7 +362,13 @@ func (c *Container) supervise(ch *child) {
 // Terminate stops the child (SIGTERM, then SIGKILL after the stop timeout)
 // and releases the container's port.
 func (c *Container) Terminate(ctx context.Context) error {
+	if c.terminating.Swap(true) {
+		return nil
+	}
 	c.Set(runtime.Stopping)
+	// Say goodbye while the program still listens, so that closing the
+	// session does not wait for an answer that cannot come.
+	c.closeProxy()
 	c.cancel()
 	var err error
 	select {
@@ -374,11 +383,15 @@ func (c *Container) Terminate(ctx context.Context) error {
 	return err
 }
 
-func (c *Container) cleanup() {
-	c.cancel()
+func (c *Container) closeProxy() {
 	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_ = c.Proxy.Close(cctx)
 	cancel()
+}
+
+func (c *Container) cleanup() {
+	c.cancel()
+	c.closeProxy()
 	_ = c.lnFile.Close()
 	_ = c.ln.Close()
 	c.rt.opts.Registry.Remove(c.Status)
