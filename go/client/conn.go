@@ -221,6 +221,19 @@ func (conn *Connection) retarget(ctx context.Context) error {
 	return nil
 }
 
+// resubscribe repeats cc on a routed connection's agent session.
+func (conn *Connection) resubscribe(ctx context.Context) {
+	conn.mu.Lock()
+	t, closed := conn.target, conn.closed
+	conn.mu.Unlock()
+	if closed || t.agent == nil {
+		return
+	}
+	if _, err := t.agent.rpc.Request(ctx, "cc", map[string]string{"uuid": t.uuid}); err != nil {
+		conn.c.log.WithError(err).WithField("uuid", t.uuid).Debug("connect to container again")
+	}
+}
+
 func hostPort(er network.EndpointRef) (string, error) {
 	if er.Host == "" || er.Port <= 0 {
 		return "", fmt.Errorf("endpoint has no host and port: %s", er.String())

@@ -263,18 +263,18 @@ func retryable(err error) bool {
 }
 
 // update moves the reference to (uuid, endpoint) and re-targets its
-// connections when that changed.
-func (r *ContainerRef) update(uuid, endpoint string) {
+// connections; false when nothing changed.
+func (r *ContainerRef) update(uuid, endpoint string) bool {
 	c := r.c
 	r.mu.Lock()
 	if r.released {
 		r.mu.Unlock()
-		return
+		return true
 	}
 	old := r.uuid
 	if uuid == r.uuid && endpoint == r.endpoint {
 		r.mu.Unlock()
-		return
+		return false
 	}
 	r.uuid, r.endpoint = uuid, endpoint
 	conns := make([]*Connection, 0, len(r.conns))
@@ -305,6 +305,7 @@ func (r *ContainerRef) update(uuid, endpoint string) {
 			}
 		})
 	}
+	return true
 }
 
 // goWorker runs fn on a goroutine Close waits for; false once closed.
@@ -339,8 +340,30 @@ func (r *ContainerRef) reacquire(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.update(newUUID, endpoint)
+	if !r.update(newUUID, endpoint) {
+		// Same place, but the container may have been started again
+		// there (its agent restarted): it has forgotten our connections.
+		r.resubscribe()
+	}
 	return nil
+}
+
+// resubscribe repeats cc for the routed connections (the agent ignores a
+// client it already has).
+func (r *ContainerRef) resubscribe() {
+	r.mu.Lock()
+	conns := make([]*Connection, 0, len(r.conns))
+	for conn := range r.conns {
+		conns = append(conns, conn)
+	}
+	r.mu.Unlock()
+	for _, conn := range conns {
+		r.c.goWorker(func() {
+			ctx, cancel := context.WithTimeout(r.ctx, r.c.opts.reacquireTimeout)
+			defer cancel()
+			conn.resubscribe(ctx)
+		})
+	}
 }
 
 // follow re-obtains the reference in the background until it succeeds,

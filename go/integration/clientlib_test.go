@@ -15,6 +15,7 @@ import (
 	"github.com/huly-net/huly-net/go/agent"
 	"github.com/huly-net/huly-net/go/client"
 	"github.com/huly-net/huly-net/go/client/clienttest"
+	"github.com/huly-net/huly-net/go/internal/testutil"
 	"github.com/huly-net/huly-net/go/network"
 )
 
@@ -323,4 +324,54 @@ func mustParse(t *testing.T, ref string) network.EndpointRef {
 func containsServedBy(res json.RawMessage, name string) bool {
 	var s served
 	return json.Unmarshal(res, &s) == nil && s.ServedBy == name
+}
+
+// An agent restarts (same id, same endpoint): a held reference is obtained
+// again, the container starts again there, and an open connection gets
+// its events again.
+func TestAgentRestartKeepsConnectionsWorking(t *testing.T) {
+	skipShort(t)
+	s := clienttest.StartServer(t)
+	endpoint := testutil.FreeAddr(t)
+	setup := clienttest.AgentSetup{
+		Options: agent.Options{ID: "agent-x", Endpoint: endpoint, Listen: endpoint},
+		Kinds:   clienttest.EchoKinds(),
+	}
+	a1, _ := clienttest.StartAgent(t, s.Addr(), setup)
+	c := clienttest.Dial(t, s.Addr())
+	ctx := clienttest.Ctx(t)
+	ref, err := c.Get(ctx, "echo", client.GetOptions{UUID: "kv-1"})
+	require.NoError(t, err)
+	conn, err := ref.Connect(ctx)
+	require.NoError(t, err)
+	events := conn.Events()
+	broadcastSeen := func() bool {
+		qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		if _, err := conn.Request(qctx, "broadcast", map[string]string{"n": "1"}); err != nil {
+			return false
+		}
+		select {
+		case ev := <-events:
+			return containsKey(ev, "from")
+		case <-qctx.Done():
+			return false
+		}
+	}
+	require.True(t, broadcastSeen())
+
+	require.NoError(t, a1.Close(ctx))
+	clienttest.StartAgent(t, s.Addr(), setup)
+	require.Eventually(t, broadcastSeen, clienttest.WaitFor, 10*time.Millisecond,
+		"events reach the connection from the restarted agent's container")
+	assert.Equal(t, "kv-1", ref.UUID())
+}
+
+func containsKey(raw json.RawMessage, key string) bool {
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return false
+	}
+	_, ok := m[key]
+	return ok
 }
