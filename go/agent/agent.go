@@ -39,6 +39,9 @@ const (
 	DefaultTerminateTimeout = 10 * time.Second
 )
 
+// ErrClosed is returned by calls on a closed Agent.
+var ErrClosed = errors.New("agent closed")
+
 // Options configure an Agent.
 type Options struct {
 	// ID is the agent id; default a new UUID v4. Keep it across restarts
@@ -300,7 +303,7 @@ func (a *Agent) AddStateless(kind, uuid string, labels []string, f Factory) erro
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
-		return client.ErrClosed
+		return ErrClosed
 	}
 	if _, dup := a.entries[uuid]; dup {
 		return fmt.Errorf("agent: container %s already declared", uuid)
@@ -358,7 +361,7 @@ func (a *Agent) Attach(ctx context.Context, c *client.Client) error {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
-		return client.ErrClosed
+		return ErrClosed
 	}
 	if a.c != nil {
 		a.mu.Unlock()

@@ -40,9 +40,10 @@ type GetOptions = network.GetOptions
 // errors.As finds it in the errors of every request.
 type RemoteError = backrpc.RemoteError
 
-// ErrClosed is returned by calls on a closed Client, ContainerRef or
-// Connection.
-var ErrClosed = errors.New("client closed")
+// ErrClosed is returned by calls on a closed Client or Connection, and by
+// requests still waiting when it closed. It is backrpc's error (with the
+// reference's wording, "Client closed"), so errors.Is matches either way.
+var ErrClosed = backrpc.ErrClientClosed
 
 // Defaults of the options.
 const (
@@ -242,13 +243,7 @@ func (c *Client) ServerID() string { return c.rpc.ServerID() }
 
 // WaitConnected waits until the network server has answered our hello.
 func (c *Client) WaitConnected(ctx context.Context) error {
-	if err := c.rpc.WaitConnected(ctx); err != nil {
-		if errors.Is(err, backrpc.ErrClientClosed) {
-			return ErrClosed
-		}
-		return err
-	}
-	return nil
+	return c.rpc.WaitConnected(ctx)
 }
 
 // Call sends a raw network method (PROTOCOL.md §4) and returns its result:

@@ -245,7 +245,7 @@ func (e *answerError) Error() string { return e.msg }
 // retryable: the network's (or an agent's) answers may change as agents
 // come and go; our own failures (closed, bad answer, bad params) do not.
 func retryable(err error) bool {
-	if errors.Is(err, ErrClosed) || errors.Is(err, backrpc.ErrClientClosed) {
+	if errors.Is(err, ErrClosed) {
 		return false
 	}
 	var ae *answerError
