@@ -85,7 +85,9 @@ func listen(ctx context.Context, a Address) (net.Listener, error) {
 const listenBacklog = 65535
 
 func listenOnce(ctx context.Context, a Address) (net.Listener, error) {
-	var lc net.ListenConfig
+	// No TCP keepalive on accepted connections (Go enables it by default):
+	// see dialer in bridge.go.
+	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(ctx, a.Network, a.Addr)
 	if err != nil {
 		return nil, err

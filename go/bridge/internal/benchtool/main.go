@@ -198,9 +198,19 @@ func runAll(args []string) error {
 				break
 			}
 			for _, v := range order {
-				rate, errs := connRate(v.addr, clients, cfg.duration)
+				var cpu0 float64
+				if v.pids != nil {
+					cpu0 = totalCPU(v)
+				}
+				rate, conns, errs := connRate(v.addr, clients, cfg.duration)
 				add(fmt.Sprintf("conn_per_s_%d", clients), v.name, rate)
-				fmt.Fprintf(os.Stderr, "rep %d %-11s %2d clients %8.0f conn/s (%d errors)\n", rep, v.name, clients, rate, errs)
+				cpuPer := 0.0
+				if v.pids != nil {
+					settle(v)
+					cpuPer = (totalCPU(v) - cpu0) / float64(conns) * 1e6
+					add(fmt.Sprintf("conn_cpu_us_%d", clients), v.name, cpuPer)
+				}
+				fmt.Fprintf(os.Stderr, "rep %d %-11s %2d clients %8.0f conn/s (%d errors), %.0f µs CPU/conn\n", rep, v.name, clients, rate, errs, cpuPer)
 				if errs > 0 {
 					add(fmt.Sprintf("conn_errors_%d", clients), v.name, float64(errs))
 				}
@@ -508,19 +518,25 @@ func bulk(v variant, d time.Duration) (float64, float64, error) {
 	_ = c.Close()
 	var cpuPerGiB float64
 	if v.pids != nil {
-		// socat's child is counted once its parent has reaped it.
-		deadline := time.Now().Add(3 * time.Second)
-		for len(v.pids()) > 1 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		time.Sleep(50 * time.Millisecond)
+		settle(v)
 		cpuPerGiB = (totalCPU(v) - cpu0) / (n / (1 << 30))
 	}
 	return n / elapsed / (1 << 20), cpuPerGiB, nil
 }
 
-// connRate runs clients loops of connect, 100 bytes each way, close.
-func connRate(addr string, clients int, d time.Duration) (float64, int64) {
+// settle waits until socat's per-connection processes have been reaped, so
+// their CPU time shows in the parent's.
+func settle(v variant) {
+	deadline := time.Now().Add(3 * time.Second)
+	for len(v.pids()) > 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+}
+
+// connRate runs clients loops of connect, 100 bytes each way, close, and
+// returns connections per second, connections done and errors.
+func connRate(addr string, clients int, d time.Duration) (float64, int64, int64) {
 	var done, errs atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -542,7 +558,7 @@ func connRate(addr string, clients int, d time.Duration) (float64, int64) {
 		}()
 	}
 	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds(), errs.Load()
+	return float64(done.Load()) / time.Since(start).Seconds(), done.Load(), errs.Load()
 }
 
 func oneRequest(addr string, msg, buf []byte) error {
@@ -679,6 +695,8 @@ func report(w io.Writer, cfg config, s map[string]map[string][]float64) {
 		{"bulk_cpu_s_per_GiB", "forwarder CPU during bulk (s per GiB)"},
 		{"conn_per_s_1", "connections/s, 1 client"},
 		{"conn_per_s_32", "connections/s, 32 clients"},
+		{"conn_cpu_us_1", "forwarder CPU per connection, 1 client (µs)"},
+		{"conn_cpu_us_32", "forwarder CPU per connection, 32 clients (µs)"},
 		{"idle_rss_KiB_per_conn", "RSS per idle connection (KiB)"},
 		{"idle_pss_KiB_per_conn", "PSS per idle connection (KiB)"},
 		{"idle_processes", "processes with the idle connections held"},
