@@ -646,6 +646,30 @@ probe_agent_bus() {
   hn_x "$node" userdel huly-agent
 }
 
+# agent_as_root NODE: the README's drop-in for hosts where the agent's
+# dynamic user cannot manage units over D-Bus (see probe_agent_bus).
+agent_as_root() {
+  hn_write "$1" /etc/systemd/system/huly-agent.service.d/root.conf <<'CONF'
+[Service]
+DynamicUser=no
+User=root
+CONF
+  hn_x "$1" systemctl daemon-reload
+}
+
+# c_units NODE: the huly-c-* units loaded in NODE, one "name state" a line.
+c_units() {
+  # shellcheck disable=SC2016 # awk's own fields
+  hn_x "$1" systemctl list-units --all --plain --no-legend --no-pager 'huly-c-*' | awk '{ print $1, $3 }'
+}
+
+c_units_are() { [ "$(c_units "$1" | wc -l)" = "$2" ]; }
+
+# container_info NODE UUID FIELD: a field of echo-container's "info" answer.
+container_info() {
+  ctl "$1" --json request "$2" info | jq -r ".$3"
+}
+
 scenario_d_transient() {
   need_unit huly-agent.service
   need_unit 50-huly-agent.rules
@@ -654,7 +678,48 @@ scenario_d_transient() {
   probe_agent_bus dprobe
   hn_node_down dprobe
   need_cluster_bins
-  skip "the transient-runtime scenario waits for huly-agent's transient runtime"
+  need_bin echo-container
+
+  for n in net ag cli; do
+    hn_node_up "$n"
+    install_suite "$n"
+  done
+  NET_IP=$(hn_node_ip net)
+  network_config net
+  start_ready net huly-network.service 127.0.0.1 3737
+  agent_as_root ag
+  note "huly-agent runs as root (the README's drop-in): the dynamic user cannot start transient units here"
+  agent_config ag "$NET_IP" '{"tr": {"runtime": "transient", "command": "/usr/bin/echo-container",
+    "unit_properties": {"MemoryMax": "256M"}, "unused_timeout": "3s"}}'
+  start_agent ag cli 1
+
+  step "a container becomes a huly-c-* unit, started over D-Bus"
+  hold cli sys-d-1 tr
+  local units unit pid
+  units=$(c_units ag)
+  echo "$units"
+  c_units_are ag 1 || fail "want one huly-c-* unit, have: $units"
+  unit=$(echo "$units" | awk '{ print $1 }')
+  case "$unit" in huly-c-tr-*.service) ;; *) fail "unit name $unit is not huly-c-tr-*" ;; esac
+  expect_eq "$unit ActiveState" active "$(prop ag "$unit" ActiveState)"
+  expect_eq "$unit Type" notify "$(prop ag "$unit" Type)"
+  expect_eq "$unit MemoryMax" 268435456 "$(prop ag "$unit" MemoryMax)"
+  pid=$(container_info cli sys-d-1 pid) || fail "request to sys-d-1"
+  expect_eq "the container's pid is the unit's MainPID" "$(prop ag "$unit" MainPID)" "$pid"
+
+  step "restarting the agent adopts the unit"
+  hn_x ag systemctl restart huly-agent.service
+  expect_eq "$unit after the agent's restart" active "$(prop ag "$unit" ActiveState)"
+  hn_wait 15 "sys-d-1 to answer after the agent's restart" container_info cli sys-d-1 pid ||
+    fail "sys-d-1 does not answer after the agent restarted"
+  expect_eq "sys-d-1's pid after the agent's restart (same process)" "$pid" "$(container_info cli sys-d-1 pid)"
+
+  step "terminating the container removes its unit"
+  # The only reference goes; the network terminates the container after
+  # its unused timeout.
+  hn_x cli systemctl stop hn-hold-sys-d-1.service
+  hn_wait 30 "$unit to be gone" c_units_are ag 0 || fail "$unit is still there: $(c_units ag)"
+  note "MemoryMax=256M set on $unit (cgroup v1 host: not enforced)"
 }
 
 scenario_e_nspawn() {
