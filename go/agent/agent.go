@@ -470,6 +470,7 @@ func (a *Agent) RegisterWithNetwork(ctx context.Context) error {
 	if err := json.Unmarshal(res, &term); err != nil {
 		return fmt.Errorf("register agent %s: answer %.200s: %w", a.id, res, err)
 	}
+	a.log.WithFields(logrus.Fields{"containers": len(reg.Containers), "terminate": len(term)}).Debug("registered with the network")
 	listed := make(map[string]bool, len(reg.Containers))
 	for _, r := range reg.Containers {
 		listed[string(r.UUID)] = true
