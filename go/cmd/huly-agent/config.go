@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/huly-net/huly-net/go/agent/runtime"
+	"github.com/huly-net/huly-net/go/agent/runtime/builtin"
+	"github.com/huly-net/huly-net/go/agent/runtime/transient"
+	"github.com/huly-net/huly-net/go/internal/config"
+	"github.com/huly-net/huly-net/go/internal/logsetup"
+)
+
+// Config is the daemon's configuration: JSON keys, flags and HULY_*
+// variables come from the json tags; kinds is file-only.
+type Config struct {
+	Network       string   `json:"network" usage:"the network server, HOST:PORT"`
+	AgentID       string   `json:"agent_id" usage:"agent id (default: generated once and kept in $STATE_DIRECTORY/agent-id)"`
+	Listen        string   `json:"listen" usage:"where the agent's endpoint binds, HOST:PORT (the host is honoured; process containers bind there too)"`
+	AdvertiseHost string   `json:"advertise_host" usage:"host clients use to reach this agent and its containers (default: the listen host, or the host name when it binds every interface)"`
+	Labels        []string `json:"labels" flag:"-"`
+	MetricsListen string   `json:"metrics_listen" usage:"serve Prometheus metrics on HOST:PORT at /metrics (off when empty)"`
+	LogLevel      string   `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
+	LogFormat     string   `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
+	Kinds         Kinds    `json:"kinds" flag:"-"`
+}
+
+// Kinds are the kinds the agent offers, by name.
+type Kinds map[string]*Kind
+
+// Kind is the configuration of one kind (kinds.NAME).
+type Kind struct {
+	Runtime        string            `json:"runtime"`
+	Builtin        string            `json:"builtin"`
+	Command        string            `json:"command"`
+	Args           []string          `json:"args"`
+	Environment    map[string]string `json:"environment"`
+	Labels         []string          `json:"labels"`
+	MaxInstances   int               `json:"max_instances"`
+	Restart        string            `json:"restart"`
+	RestartBackoff config.Duration   `json:"restart_backoff"`
+	UnusedTimeout  config.Duration   `json:"unused_timeout"`
+	StartTimeout   config.Duration   `json:"start_timeout"`
+	StopTimeout    config.Duration   `json:"stop_timeout"`
+	Pinned         []Pinned          `json:"pinned"`
+	UnitProperties map[string]any    `json:"unit_properties"`
+	Nspawn         *Nspawn           `json:"nspawn"`
+}
+
+// Pinned is a container the agent keeps running and registered.
+type Pinned struct {
+	UUID      string   `json:"uuid"`
+	Labels    []string `json:"labels"`
+	Stateless bool     `json:"stateless"`
+}
+
+// Nspawn holds the nspawn runtime's options of a kind.
+type Nspawn struct {
+	Directory      string   `json:"directory"`
+	Image          string   `json:"image"`
+	PrivateNetwork bool     `json:"private_network"`
+	Bind           []string `json:"bind"`
+	Port           int      `json:"port"`
+}
+
+// UnmarshalJSON decodes every kind strictly, so that an unknown or
+// mistyped key is reported with its full path (kinds.NAME.KEY).
+func (k *Kinds) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return errors.New("want an object of kinds by name")
+	}
+	out := Kinds{}
+	names := make([]string, 0, len(raw))
+	for n := range raw {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if string(raw[name]) == "null" {
+			continue
+		}
+		kc := &Kind{}
+		if err := strictDecode(raw[name], kc); err != nil {
+			return fmt.Errorf("%s.%s", name, err.Error()) // no %w: the loader would rewrite a wrapped json error without the path
+		}
+		out[name] = kc
+	}
+	*k = out
+	return nil
+}
+
+// strictDecode decodes data into v, refusing unknown keys; the error
+// starts with the offending key.
+func strictDecode(data []byte, v any) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return errors.New(" want an object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("%s: want %s, got JSON %s", te.Field, te.Type, te.Value)
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		f = strings.Trim(f, `"`)
+		return fmt.Errorf("%s: unknown key", f)
+	}
+	// A nested value's own decoder failed (a duration): find which key.
+	for key, val := range obj {
+		probe := map[string]json.RawMessage{key: val}
+		pb, _ := json.Marshal(probe)
+		fresh := newLike(v)
+		if e := json.Unmarshal(pb, fresh); e != nil {
+			return fmt.Errorf("%s: %v", key, e)
+		}
+	}
+	return err
+}
+
+func newLike(v any) any {
+	switch v.(type) {
+	case *Kind:
+		return &Kind{}
+	}
+	return v
+}
+
+func defaults() *Config {
+	return &Config{
+		Network:   "127.0.0.1:3737",
+		Listen:    "0.0.0.0:3738",
+		LogLevel:  "info",
+		LogFormat: "auto",
+	}
+}
+
+var runtimes = []string{runtime.Builtin, runtime.Process, runtime.Transient, runtime.Nspawn}
+
+// validate checks the configuration; every error names its key.
+func (c *Config) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, _, err := net.SplitHostPort(c.Network); err != nil {
+		add("network: want HOST:PORT: %v", err)
+	}
+	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen: want HOST:PORT: %v", err)
+	} else {
+		if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			add("listen: bad port %q", port)
+		}
+		if host != "" && net.ParseIP(host) == nil {
+			add("listen: want an IP address to bind, got %q", host)
+		}
+	}
+	if strings.ContainsAny(c.AdvertiseHost, " /[]") {
+		add("advertise_host: want a host name or IP address, got %q", c.AdvertiseHost)
+	}
+	if c.AgentID != "" && strings.TrimSpace(c.AgentID) != c.AgentID {
+		add("agent_id: leading or trailing space in %q", c.AgentID)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			add("metrics_listen: %v", err)
+		}
+	}
+	if _, err := logsetup.ParseLevel(c.LogLevel); err != nil {
+		add("log_level: %v", err)
+	}
+	if _, err := logsetup.Formatter(c.LogFormat); err != nil {
+		add("log_format: %v", err)
+	}
+	pinnedAt := map[string]string{}
+	names := make([]string, 0, len(c.Kinds))
+	for n := range c.Kinds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		k := c.Kinds[name]
+		key := "kinds." + name
+		if name == "" || strings.ContainsAny(name, " \t\n/") {
+			add("kinds: bad kind name %q", name)
+		}
+		switch k.Runtime {
+		case "":
+			add("%s.runtime: required (one of %s)", key, strings.Join(runtimes, ", "))
+		case runtime.Builtin:
+			if k.Builtin == "" {
+				add("%s.builtin: required for runtime builtin (one of %s)", key, strings.Join(builtin.Names, ", "))
+			} else if _, ok := builtin.Lookup(k.Builtin); !ok {
+				add("%s.builtin: unknown builtin %q (one of %s)", key, k.Builtin, strings.Join(builtin.Names, ", "))
+			}
+		case runtime.Process, runtime.Transient, runtime.Nspawn:
+			if k.Command == "" {
+				add("%s.command: required for runtime %s", key, k.Runtime)
+			} else if k.Runtime != runtime.Nspawn && !filepath.IsAbs(k.Command) {
+				// systemd wants an absolute ExecStart, and a process
+				// child should not depend on the agent's working directory.
+				abs, err := exec.LookPath(k.Command)
+				if err != nil || !filepath.IsAbs(abs) {
+					add("%s.command: %q is not an absolute path and was not found in PATH", key, k.Command)
+				} else {
+					k.Command = abs
+				}
+			}
+		default:
+			add("%s.runtime: unknown runtime %q (one of %s)", key, k.Runtime, strings.Join(runtimes, ", "))
+		}
+		switch k.Restart {
+		case "", runtime.RestartNever, runtime.RestartOnFailure:
+		default:
+			add("%s.restart: want %q or %q, got %q", key, runtime.RestartNever, runtime.RestartOnFailure, k.Restart)
+		}
+		if k.MaxInstances < 0 {
+			add("%s.max_instances: must not be negative", key)
+		}
+		for _, d := range []struct {
+			k string
+			v config.Duration
+		}{{"restart_backoff", k.RestartBackoff}, {"unused_timeout", k.UnusedTimeout}, {"start_timeout", k.StartTimeout}, {"stop_timeout", k.StopTimeout}} {
+			if d.v < 0 {
+				add("%s.%s: must not be negative", key, d.k)
+			}
+		}
+		for i, p := range k.Pinned {
+			pk := fmt.Sprintf("%s.pinned[%d].uuid", key, i)
+			switch {
+			case p.UUID == "":
+				add("%s: required", pk)
+			case pinnedAt[p.UUID] != "":
+				add("%s: duplicate pinned uuid %q (also %s)", pk, p.UUID, pinnedAt[p.UUID])
+			default:
+				pinnedAt[p.UUID] = pk
+			}
+		}
+		for prop, v := range k.UnitProperties {
+			str, err := unitPropertyString(v)
+			if err == nil {
+				_, err = transient.ParseProperty(prop, str)
+			}
+			if err != nil {
+				add("%s.unit_properties.%s: %v", key, prop, err)
+			}
+		}
+		if len(k.UnitProperties) > 0 && k.Runtime != runtime.Transient && k.Runtime != runtime.Nspawn {
+			add("%s.unit_properties: only for runtime transient or nspawn", key)
+		}
+		if k.Runtime == runtime.Nspawn {
+			n := k.Nspawn
+			if n == nil {
+				add("%s.nspawn: required for runtime nspawn", key)
+				continue
+			}
+			if (n.Directory == "") == (n.Image == "") {
+				add("%s.nspawn: give exactly one of directory and image", key)
+			}
+			if n.Port < 1 || n.Port > 65535 {
+				add("%s.nspawn.port: want the container's port, 1-65535, got %d", key, n.Port)
+			}
+			for i, b := range n.Bind {
+				if b == "" || !strings.HasPrefix(b, "/") {
+					add("%s.nspawn.bind[%d]: want /HOST[:/CONTAINER], got %q", key, i, b)
+				}
+			}
+		} else if k.Nspawn != nil {
+			add("%s.nspawn: only for runtime nspawn", key)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unitPropertyString turns a unit property value given in JSON (string,
+// number or boolean) into systemd's text form.
+func unitPropertyString(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case bool:
+		if x {
+			return "yes", nil
+		}
+		return "no", nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	}
+	return "", fmt.Errorf("want a string, number or boolean, got %T", v)
+}
+
+// spec is the runtime.Spec of kind name.
+func (k *Kind) spec(name string) runtime.Spec {
+	s := runtime.Spec{
+		Kind:           name,
+		Command:        k.Command,
+		Args:           k.Args,
+		Environment:    k.Environment,
+		Labels:         k.Labels,
+		MaxInstances:   k.MaxInstances,
+		Restart:        k.Restart,
+		RestartBackoff: k.RestartBackoff.D(),
+		StartTimeout:   k.StartTimeout.D(),
+		StopTimeout:    k.StopTimeout.D(),
+		UnusedTimeout:  k.UnusedTimeout.D(),
+	}
+	for _, p := range k.Pinned {
+		s.Pinned = append(s.Pinned, p.UUID)
+	}
+	return s.WithDefaults()
+}
+
+// agentID returns the configured id, or the one kept in the state
+// directory (made on first use). Without a state directory the id lives
+// only as long as the process, which the log says.
+func agentID(cfg *Config, getenv func(string) string) (id string, persisted string, err error) {
+	if cfg.AgentID != "" {
+		return cfg.AgentID, "", nil
+	}
+	dir := getenv("STATE_DIRECTORY")
+	if i := strings.IndexByte(dir, ':'); i >= 0 {
+		dir = dir[:i]
+	}
+	if dir == "" {
+		return uuid.NewString(), "", nil
+	}
+	path := filepath.Join(dir, "agent-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, path, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", "", fmt.Errorf("read agent id: %w", err)
+	}
+	id = uuid.NewString()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("keep agent id in %s: %w", dir, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", "", fmt.Errorf("keep agent id in %s: %w", dir, err)
+	}
+	return id, path, nil
+}
+
+// advertised is the host clients reach the agent at.
+func advertised(cfg *Config) string {
+	if cfg.AdvertiseHost != "" {
+		return cfg.AdvertiseHost
+	}
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		return host
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "127.0.0.1"
+}
