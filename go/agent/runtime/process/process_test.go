@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"sync"
@@ -28,7 +29,8 @@ const waitFor = clienttest.WaitFor
 var echoBin string
 
 func TestMain(m *testing.M) {
-	if !testingShort() {
+	flag.Parse()
+	if !testing.Short() {
 		dir, err := os.MkdirTemp("", "hn-proc")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -45,16 +47,6 @@ func TestMain(m *testing.M) {
 		os.Exit(code)
 	}
 	os.Exit(m.Run())
-}
-
-// testingShort reads -short before m.Run parses the flags.
-func testingShort() bool {
-	for _, a := range os.Args[1:] {
-		if a == "-test.short" || a == "-test.short=true" {
-			return true
-		}
-	}
-	return false
 }
 
 func needBinary(t *testing.T) {
