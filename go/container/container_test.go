@@ -25,9 +25,9 @@ type impl struct {
 }
 
 func (i *impl) Start(_ context.Context, h *container.Host) error { i.host = h; return nil }
-func (i *impl) Stop(context.Context) error                        { close(i.stopped); return nil }
-func (i *impl) Connected(id string)                               { i.conns <- "+" + id }
-func (i *impl) Disconnected(id string)                            { i.conns <- "-" + id }
+func (i *impl) Stop(context.Context) error                       { close(i.stopped); return nil }
+func (i *impl) Connected(id string)                              { i.conns <- "+" + id }
+func (i *impl) Disconnected(id string)                           { i.conns <- "-" + id }
 func (i *impl) Request(_ context.Context, clientID, op string, data json.RawMessage) (any, error) {
 	switch op {
 	case "fail":
@@ -144,4 +144,3 @@ func fmtInt(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
-
