@@ -616,7 +616,9 @@ func (a *Agent) start(ctx context.Context, e *entry, gen int) {
 		e.endpoint = ep
 		a.kickLocked(0) // announce the direct endpoint
 	} else if _, ok := c.(StatusReporter); ok {
-		a.kickLocked(0) // announce its state
+		// Announce its state, after the network has recorded the answer
+		// to the get that started it (which carries no state).
+		a.kickLocked(a.opts.ReclaimDelay)
 	}
 	close(e.ready)
 	a.mu.Unlock()
