@@ -88,6 +88,16 @@ func TestContainers(t *testing.T) {
 	require.GreaterOrEqual(t, len(fields), 6, lines[1])
 	assert.Equal(t, []string{"listed-1", "echo", n.agent.ID()}, fields[:3])
 	assert.Contains(t, lines[1], "team=a")
+
+	// What an agent reports in a record's extra gets columns of its own.
+	_, err = c.Get(clienttest.Ctx(t), "echo", client.GetOptions{UUID: "listed-2", Extra: json.RawMessage(`{"state":"running","runtime":"builtin"}`)})
+	require.NoError(t, err)
+	out = ok(t, "--network", n.addr, "containers")
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	assert.Equal(t, []string{"UUID", "KIND", "AGENT", "ENDPOINT", "LABELS", "LAST", "VISIT", "STATE", "RUNTIME"}, strings.Fields(lines[0]))
+	assert.Regexp(t, `^listed-1 .* -\s+-$`, lines[1])
+	assert.Regexp(t, `^listed-2 .* running\s+builtin$`, lines[2])
 }
 
 func TestStatus(t *testing.T) {

@@ -16,15 +16,18 @@ import (
 
 // record is a container record as the network sent it, decoded and raw:
 // --json passes the raw one through, so that fields this version does not
-// know (an agent's state or runtime) reach scripts.
+// know reach scripts. fields holds the record's keys and, under them, the
+// keys of its extra object, where huly-agent reports a container's state,
+// runtime and desired state.
 type record struct {
 	network.ContainerRecord
 	raw    json.RawMessage
 	fields map[string]json.RawMessage
 }
 
-// optionalColumns are record fields shown when some record has them.
-var optionalColumns = []string{"state", "runtime"}
+// optionalColumns are record (or extra) fields shown when some record has
+// them.
+var optionalColumns = []string{"state", "desired", "runtime"}
 
 func (a *app) containersCommand() *cobra.Command {
 	var kind string
@@ -32,8 +35,9 @@ func (a *app) containersCommand() *cobra.Command {
 		Use:   "containers [--kind KIND]",
 		Short: "List the containers the network knows",
 		Long: `List the containers the network knows, of every kind or of --kind: uuid,
-kind, agent, endpoint and labels (and state and runtime when the agent
-reports them). --json prints the network's records as an array.
+kind, agent, endpoint, labels and last visit, and the state, desired state
+and runtime when the agent reports them (huly-agent does, in the record's
+extra). --json prints the network's records as an array.
 
 A 0.7 TypeScript network lists nothing without --kind.`,
 		Args: exactArgs(0),
@@ -86,6 +90,14 @@ func listContainers(ctx context.Context, c *client.Client, kind string) ([]recor
 		}
 		if err := json.Unmarshal(raw, &r.fields); err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		var extra map[string]json.RawMessage
+		if json.Unmarshal(r.Extra, &extra) == nil { // not an object: nothing to show
+			for k, v := range extra {
+				if _, taken := r.fields[k]; !taken {
+					r.fields[k] = v
+				}
+			}
 		}
 		out = append(out, r)
 	}
