@@ -40,6 +40,7 @@ type Config struct {
 	SendQueue        int             `json:"send_queue" usage:"messages queued per client before a client that stopped reading is disconnected"`
 	ShutdownTimeout  config.Duration `json:"shutdown_timeout" usage:"time to finish requests in flight on SIGTERM"`
 	MetricsListen    string          `json:"metrics_listen" usage:"serve Prometheus metrics on HOST:PORT at /metrics (off when empty)"`
+	PprofListen      string          `json:"pprof_listen" usage:"serve Go profiles on HOST:PORT at /debug/pprof/ for diagnosis (off when empty; bind loopback only)"`
 	LogLevel         string          `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
 	LogFormat        string          `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
 }
@@ -90,6 +91,11 @@ func (c *Config) validate() error {
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("metrics_listen: %w", err))
+		}
+	}
+	if c.PprofListen != "" {
+		if _, _, err := net.SplitHostPort(c.PprofListen); err != nil {
+			errs = append(errs, fmt.Errorf("pprof_listen: %w", err))
 		}
 	}
 	return errors.Join(errs...)
@@ -184,24 +190,28 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger) error {
 		}
 	}
 
-	var metricsSrv *http.Server
-	metricsDone := make(chan struct{})
-	if cfg.MetricsListen != "" {
-		ln, err := net.Listen("tcp", cfg.MetricsListen)
+	var side []*sideServer
+	defer func() {
+		for _, s := range side {
+			s.stop()
+		}
+	}()
+	for _, h := range []struct {
+		name, addr string
+		handler    func() http.Handler
+	}{
+		{"metrics", cfg.MetricsListen, func() http.Handler { return metricsHandler(srv) }},
+		{"pprof", cfg.PprofListen, pprofHandler},
+	} {
+		if h.addr == "" {
+			continue
+		}
+		s, err := startSideServer(h.name, h.addr, h.handler(), log)
 		if err != nil {
 			_ = srv.Close()
-			return fmt.Errorf("metrics listen %s: %w", cfg.MetricsListen, err)
+			return err
 		}
-		metricsSrv = &http.Server{Handler: metricsHandler(srv), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			defer close(metricsDone)
-			if err := metricsSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.WithError(err).Error("metrics server stopped")
-			}
-		}()
-		log.WithField("metrics", ln.Addr().String()).Info("serving metrics")
-	} else {
-		close(metricsDone)
+		side = append(side, s)
 	}
 
 	log.WithFields(logrus.Fields{
@@ -270,15 +280,42 @@ loop:
 	<-wdDone
 	runCancel()
 	err = <-runDone
-	if metricsSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = metricsSrv.Shutdown(sctx)
-		cancel()
-	}
-	<-metricsDone
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("huly-network stopped")
 	return nil
+}
+
+// sideServer is an HTTP listener beside the ROUTER: metrics or profiles.
+type sideServer struct {
+	srv  *http.Server
+	done chan struct{}
+}
+
+func startSideServer(name, addr string, h http.Handler, log logrus.FieldLogger) (*sideServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen %s: %w", name, addr, err)
+	}
+	s := &sideServer{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Errorf("%s server stopped", name)
+		}
+	}()
+	log.WithField(name, ln.Addr().String()).Infof("serving %s", name)
+	return s, nil
+}
+
+// stop ends the listener; a profile still being taken is cut after a
+// second rather than holding up the daemon's exit.
+func (s *sideServer) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if s.srv.Shutdown(ctx) != nil {
+		_ = s.srv.Close()
+	}
+	<-s.done
 }

@@ -231,6 +231,33 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	skipShort(t)
+	sock, notes := testutil.NotifySocket(t)
+	metrics, profiles := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	cmd := exec.Command(binary, "--listen", "tcp://127.0.0.1:0", "--metrics-listen", metrics, "--pprof-listen", profiles)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	start(t, cmd)
+	testutil.WaitFor(t, notes, "READY=1", waitFor)
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	code, body := get("http://" + profiles + "/debug/pprof/")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "goroutine")
+	code, body = get("http://" + profiles + "/debug/pprof/goroutine?debug=1")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "main.serve")
+	// The metrics listener must not leak the profiles.
+	code, _ = get("http://" + metrics + "/debug/pprof/")
+	assert.Equal(t, http.StatusNotFound, code)
+}
+
 func TestBadConfigurationExits2(t *testing.T) {
 	skipShort(t)
 	dir := t.TempDir()
@@ -250,6 +277,7 @@ func TestBadConfigurationExits2(t *testing.T) {
 		"bad env":             {env: []string{"HULY_MAX_INFLIGHT=many"}, want: "HULY_MAX_INFLIGHT"},
 		"bad log level":       {args: []string{"--log-level", "loud"}, want: "loud"},
 		"tiny max frame size": {args: []string{"--max-frame-size", "10"}, want: "max_frame_size"},
+		"bad pprof listen":    {args: []string{"--pprof-listen", "nowhere"}, want: "pprof_listen"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(binary, tc.args...)
