@@ -150,6 +150,7 @@ type replayConn struct {
 	*rawConn
 	rid       string // recorded routing id, hex
 	clientID  string // of its last hello to the current server
+	knownAs   string // of its first hello
 	sent      map[string]sentRequest
 	held      map[string]bool // containers its gg answers handed out
 	refEvents []json.RawMessage
@@ -277,7 +278,13 @@ func (r *netReplay) send(t *testing.T, i int, l transcript.Line) {
 	m, decErr := backrpc.Decode(body)
 	switch {
 	case decErr == nil && m.Op == backrpc.OpHello:
-		c.clientID = m.ID
+		// Routing ids are per server process (PROTOCOL.md §10): one that
+		// reappears after the restart must still be the same client for
+		// the same DEALER to play it.
+		if c.knownAs != "" {
+			require.Equal(t, c.knownAs, m.ID, "%s: routing id %s speaks for another client", r.where(l), c.rid)
+		}
+		c.knownAs, c.clientID = m.ID, m.ID
 	case decErr == nil && m.Op == backrpc.OpRequest:
 		method, params, err := backrpc.DecodeRequestPayload(m.Payload)
 		if err == nil {

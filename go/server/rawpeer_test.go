@@ -170,7 +170,8 @@ func TestHugeFrameDisconnectsOnlyThatPeer(t *testing.T) {
 	_, _ = bad2.Write(append(hdr, make([]byte, rawMaxFrame+1)...))
 	waitClosedByServer(t, bad2)
 
-	assert.Equal(t, uint64(2), rs.s.Stats().RPC.Transport.OversizeFrames)
+	assert.Eventually(t, func() bool { return rs.s.Stats().RPC.Transport.OversizeFrames == 2 },
+		answerWait, 5*time.Millisecond, "oversize frames counted")
 	stillServes(t, good, client+"-0")
 }
 
@@ -200,7 +201,8 @@ func TestGarbageInsteadOfGreetingDisconnectsOnlyThatPeer(t *testing.T) {
 
 	waitClosedByServer(t, garbage)
 	waitClosedByServer(t, silent)
-	assert.GreaterOrEqual(t, rs.s.Stats().RPC.Transport.HandshakeFailures, uint64(2))
+	assert.Eventually(t, func() bool { return rs.s.Stats().RPC.Transport.HandshakeFailures >= 2 },
+		answerWait, 5*time.Millisecond, "failed handshakes counted")
 	stillServes(t, good, client+"-0")
 	assert.Empty(t, good.barrier(t))
 }
