@@ -722,11 +722,56 @@ scenario_d_transient() {
   note "MemoryMax=256M set on $unit (cgroup v1 host: not enforced)"
 }
 
+# machine_tree NODE DIR: a minimal machine directory holding echo-container
+# (static) as its only program: nspawn runs it as the machine's PID 1, and
+# --ephemeral copies a few files instead of a whole OS tree.
+machine_tree() {
+  # shellcheck disable=SC2016 # expanded by the node's bash
+  hn_x "$1" /bin/bash -c 'set -e
+    mkdir -p "$0"/usr/bin "$0"/usr/lib "$0"/etc "$0"/proc "$0"/sys "$0"/dev "$0"/run "$0"/tmp "$0"/var
+    cp /usr/lib/os-release "$0"/usr/lib/os-release
+    cp /usr/bin/echo-container "$0"/usr/bin/echo-container
+    : >"$0"/etc/machine-id' "$2"
+}
+
 scenario_e_nspawn() {
   need_cluster_bins
-  need_bin huly-bridge
-  skip "the nspawn-runtime scenario waits for huly-agent's nspawn runtime"
+  need_bin echo-container
+  for n in net ag cli; do
+    hn_node_up "$n"
+    install_suite "$n"
+  done
+  NET_IP=$(hn_node_ip net)
+  network_config net
+  start_ready net huly-network.service 127.0.0.1 3737
+  agent_as_root ag
+  machine_tree ag /var/lib/machines/hn-echo
+  agent_config ag "$NET_IP" '{"web": {"runtime": "nspawn", "command": "/usr/bin/echo-container",
+    "nspawn": {"directory": "/var/lib/machines/hn-echo", "private_network": true, "port": 8080}}}'
+  start_agent ag cli 1
+
+  step "a container is a machine of its own"
+  hold cli sys-e-1 web
+  local machines
+  machines=$(hn_x ag machinectl list --no-legend --no-pager | awk '{ print $1 }')
+  echo "machines: $machines"
+  case "$machines" in huly-web-*) ;; *) fail "no huly-web-* machine: $machines" ;; esac
+  expect_eq "the container's pid (PID 1 of its machine)" 1 "$(container_info cli sys-e-1 pid)"
+
+  step "a direct request reaches it through the bridge"
+  local endpoint
+  endpoint=$(ctl cli --json get web --uuid sys-e-1 | jq -r .endpoint)
+  echo "endpoint: $endpoint"
+  request_echo cli sys-e-1 "through the bridge" --direct || fail "direct request to the machine"
+  request_echo cli sys-e-1 "routed to the machine" || fail "routed request to the machine"
+
+  step "terminating the container terminates the machine"
+  hn_x cli systemctl stop hn-hold-sys-e-1.service
+  hn_wait 30 "the machine to be gone" no_machines ag || fail "machine still there: $(hn_x ag machinectl list --no-legend)"
+  c_units_are ag 0 || fail "units left: $(c_units ag)"
 }
+
+no_machines() { [ -z "$(hn_x "$1" machinectl list --no-legend --no-pager)" ]; }
 
 # --- h: the dev containers on a systemd host ------------------------------
 
