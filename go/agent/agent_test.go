@@ -284,15 +284,32 @@ func TestStatelessTerminatedByNetworkIsKeptAndReclaimed(t *testing.T) {
 	ctx := clienttest.Ctx(t)
 	ref, err := c.Get(ctx, "leader", client.GetOptions{UUID: "leader-1"})
 	require.NoError(t, err)
-	// Released and unused, the network terminates it (ct); a pinned HA
-	// container comes back.
+	// Released and unused, the network terminates it (ct) and forgets it;
+	// a pinned HA container is kept running and registered again.
+	removed := make(chan struct{}, 1)
+	unsub := c.OnEvent(func(ev network.Event) {
+		for _, ce := range ev.Containers {
+			if ce.Container.UUID == "leader-1" && ce.Event == network.EventRemoved {
+				select {
+				case removed <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	defer unsub()
 	require.NoError(t, ref.Release(ctx))
-	require.Eventually(t, func() bool { return tr.count() == 2 }, waitFor, 10*time.Millisecond)
-	assert.True(t, tr.get(0).terminated.Load())
+	select {
+	case <-removed:
+	case <-time.After(waitFor):
+		t.Fatal("the network never terminated the unused container")
+	}
 	require.Eventually(t, func() bool {
 		recs, err := c.List(ctx, "leader")
 		return err == nil && len(recs) == 1 && a.Containers()[0].State == "running"
 	}, waitFor, 10*time.Millisecond)
+	assert.Equal(t, 1, tr.count(), "kept running, not started again")
+	assert.False(t, tr.get(0).terminated.Load())
 }
 
 func TestUnhealthyContainerIsDropped(t *testing.T) {

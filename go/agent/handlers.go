@@ -243,6 +243,15 @@ func (a *Agent) terminate(ctx context.Context, uuid string) error {
 	}
 	c := e.c
 	if e.stateless {
+		if e.state == stateRunning {
+			// A pinned container is to be kept running: the network
+			// terminates it as an unused orphan, but it is ours to keep.
+			// Register it again instead of restarting it elsewhere; if
+			// another agent owns it by now, the answer puts it on standby.
+			a.kickLocked(a.opts.ReclaimDelay)
+			a.mu.Unlock()
+			return nil
+		}
 		a.toStandbyLocked(e)
 		a.kickLocked(a.opts.ReclaimDelay)
 	} else {

@@ -868,19 +868,32 @@ func (n *Network) ClientGone(clientID ClientID) {
 	delete(n.clients, clientID)
 }
 
-type termination struct {
-	to   AgentTarget
-	uuid ContainerUUID
+// Termination is an unused container the network has forgotten and whose
+// agent must now be told to terminate it (back-request ct).
+type Termination struct {
+	To   AgentTarget
+	UUID ContainerUUID
 }
 
-// Tick runs the periodic check; the server calls it every check period (the
-// alive timeout in the reference). It removes agents not seen within their
-// alive timeout, with their containers, and orphans older than the unused
-// timeout, which it then terminates (back-request ct, after releasing the
-// lock, one after the other, bounded by ctx). It returns the merged batch of
-// events queued since the previous Tick; nothing to broadcast when Empty.
+// Tick runs the periodic check and then the terminations it decided, one
+// after the other, bounded by ctx, and returns the events: Sweep followed by
+// Terminate. A server that must not hold its events back while agents answer
+// calls those two itself.
 func (n *Network) Tick(ctx context.Context) Event {
+	ev, terms := n.Sweep()
+	n.Terminate(ctx, terms)
+	return ev
+}
+
+// Sweep runs the periodic check; the server calls it every check period (the
+// alive timeout in the reference). It removes agents not seen within their
+// alive timeout, with their containers, and forgets orphans older than the
+// unused timeout, returning them for Terminate. It returns the merged batch of
+// events queued since the previous Sweep (the orphans' removals included);
+// nothing to broadcast when Empty. It performs no back-request.
+func (n *Network) Sweep() (Event, []Termination) {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	now := n.clock.Now()
 	var dead []*agent
 	for _, a := range n.agents {
@@ -905,24 +918,27 @@ func (n *Network) Tick(ctx context.Context) Event {
 		}
 	}
 	sortContainers(expired)
-	terms := make([]termination, 0, len(expired))
+	var terms []Termination
 	for _, c := range expired {
-		terms = append(terms, termination{to: AgentTarget{Client: c.agent.host, Agent: c.agent.id}, uuid: c.rec.UUID})
+		terms = append(terms, Termination{To: AgentTarget{Client: c.agent.host, Agent: c.agent.id}, UUID: c.rec.UUID})
 		n.removeContainerLocked(c)
 	}
-	ev := n.events.take()
-	n.mu.Unlock()
+	return n.events.take(), terms
+}
 
+// Terminate tells the agents to terminate the containers Sweep forgot (ct),
+// one after the other, until ctx ends. Failures are logged: the network has
+// forgotten those containers either way.
+func (n *Network) Terminate(ctx context.Context, terms []Termination) {
 	for i, t := range terms {
 		if err := ctx.Err(); err != nil {
-			n.log.WithError(err).WithField("left", len(terms)-i).Warn("tick cancelled before every unused container was terminated")
-			break
+			n.log.WithError(err).WithField("left", len(terms)-i).Warn("cancelled before every unused container was terminated")
+			return
 		}
-		if err := n.caller.TerminateContainer(ctx, t.to, t.uuid); err != nil {
-			n.log.WithError(err).WithFields(logrus.Fields{"agent": t.to.Agent, "container": t.uuid}).Warn("terminate unused container")
+		if err := n.caller.TerminateContainer(ctx, t.To, t.UUID); err != nil {
+			n.log.WithError(err).WithFields(logrus.Fields{"agent": t.To.Agent, "container": t.UUID}).Warn("terminate unused container")
 		}
 	}
-	return ev
 }
 
 // Stats returns the network's counts.

@@ -73,13 +73,18 @@ type Server struct {
 	rpc  *backrpc.Server
 	net  *network.Network
 
-	runOnce sync.Once
+	// terminations in flight (back-request ct to agents), owned by Run:
+	// it cancels them and waits for them when it returns.
+	termCtx    context.Context
+	termCancel context.CancelFunc
+	termWG     sync.WaitGroup
 }
 
 // New creates a server; nothing is bound yet.
 func New(opts Options) *Server {
 	opts = opts.withDefaults()
 	s := &Server{opts: opts, log: opts.Logger}
+	s.termCtx, s.termCancel = context.WithCancel(context.Background())
 	s.net = network.New(network.Options{
 		Clock:         opts.Clock,
 		AliveTimeout:  opts.AliveTimeout,
@@ -134,6 +139,8 @@ func (s *Server) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		case <-ctx.Done():
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
+			s.termCancel()
+			s.termWG.Wait()
 			return s.rpc.Shutdown(sctx)
 		case <-t.C:
 			s.Check(ctx)
@@ -141,21 +148,46 @@ func (s *Server) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	}
 }
 
-// Check runs one periodic check and broadcasts its events.
+// Check runs one periodic check and broadcasts its events at once; the
+// containers it found unused are terminated in the background, one
+// goroutine per agent, so that an agent slow to answer ct holds back neither
+// the events nor the next check (the reference sends the removal with the
+// ct, not after its answer).
 func (s *Server) Check(ctx context.Context) {
-	tctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
-	defer cancel()
-	ev := s.net.Tick(tctx)
-	if ev.Empty() {
+	ev, terms := s.net.Sweep()
+	if !ev.Empty() {
+		if _, err := s.rpc.Broadcast(ev); err != nil {
+			s.log.WithError(err).Warn("broadcast network event")
+		}
+	}
+	if len(terms) == 0 {
 		return
 	}
-	if _, err := s.rpc.Broadcast(ev); err != nil {
-		s.log.WithError(err).Warn("broadcast network event")
+	byAgent := map[network.AgentTarget][]network.Termination{}
+	var order []network.AgentTarget
+	for _, t := range terms {
+		if _, ok := byAgent[t.To]; !ok {
+			order = append(order, t.To)
+		}
+		byAgent[t.To] = append(byAgent[t.To], t)
+	}
+	for _, to := range order {
+		batch := byAgent[to]
+		s.termWG.Add(1)
+		go func() {
+			defer s.termWG.Done()
+			s.net.Terminate(s.termCtx, batch)
+		}()
 	}
 }
 
 // Close stops the server at once.
-func (s *Server) Close() error { return s.rpc.Close() }
+func (s *Server) Close() error {
+	s.termCancel()
+	err := s.rpc.Close()
+	s.termWG.Wait()
+	return err
+}
 
 // ---- the method table (PROTOCOL.md §4) ----
 

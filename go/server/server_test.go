@@ -314,3 +314,57 @@ func TestSilentAgentIsRemovedWithEvents(t *testing.T) {
 	_, err := user.Request(ctx, "gg", map[string]any{"kind": "echo", "request": map[string]any{}})
 	assert.Error(t, err)
 }
+
+func TestAgentSlowToAnswerCTHoldsBackNoEvent(t *testing.T) {
+	s := startServer(t)
+	stuck := make(chan struct{})
+	defer close(stuck)
+	ctCalls := make(chan struct{}, 4)
+	a := &echoAgent{id: "agent-1", terminated: make(chan string, 4)}
+	agentClient := dial(t, s, backrpc.ClientHandler{HandleRequest: func(ctx context.Context, method string, params json.RawMessage) (any, error) {
+		if method == "ct" {
+			ctCalls <- struct{}{}
+			select { // never answers while the test runs
+			case <-stuck:
+			case <-ctx.Done():
+			}
+			return "", nil
+		}
+		return a.handle(ctx, method, params)
+	}})
+	request(t, agentClient, "ar", map[string]any{"uuid": a.id, "containers": []any{}, "kinds": []string{"echo"}, "endpoint": nil})
+
+	sink := &eventSink{}
+	user := dial(t, s, backrpc.ClientHandler{OnEvent: sink.on})
+	request(t, user, "gg", map[string]any{"kind": "echo", "request": map[string]any{}})
+	request(t, user, "cr", map[string]any{"uuid": "echo-1"})
+	select {
+	case <-ctCalls:
+	case <-time.After(waitFor):
+		t.Fatal("no ct")
+	}
+	require.Eventually(t, func() bool {
+		return sink.has(func(ev struct {
+			Agents []struct {
+				ID    string `json:"id"`
+				Event int    `json:"event"`
+			} `json:"agents"`
+			Containers []struct {
+				Container struct {
+					UUID     string `json:"uuid"`
+					Endpoint string `json:"endpoint"`
+				} `json:"container"`
+				Event int `json:"event"`
+			} `json:"containers"`
+		}) bool {
+			for _, c := range ev.Containers {
+				if c.Container.UUID == "echo-1" && c.Event == 2 {
+					return true
+				}
+			}
+			return false
+		})
+	}, waitFor, 10*time.Millisecond, "the removal waited for the agent's ct answer")
+	// And the periodic check goes on: a second agent is still served.
+	assert.JSONEq(t, `["echo"]`, string(request(t, user, "ak", map[string]any{})))
+}
