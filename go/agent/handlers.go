@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/huly-net/huly-net/go/internal/jsonsplit"
 	"slices"
 	"time"
 
@@ -28,7 +29,7 @@ func (e *notFoundError) Is(target error) bool { return target == ErrContainerNot
 // HandleAgentRequest answers the network's back-requests (PROTOCOL.md §5);
 // args is the second element of [agentId, args].
 func (a *Agent) HandleAgentRequest(ctx context.Context, method string, args json.RawMessage) (any, error) {
-	p, err := splitArray(args)
+	p, err := jsonsplit.Array(args)
 	if err != nil {
 		return nil, fmt.Errorf("%s: args must be an array: %w", method, err)
 	}
@@ -294,7 +295,7 @@ func (a *Agent) handleEndpoint(ctx context.Context, cl backrpc.ClientInfo, metho
 		}
 		return "ok", nil
 	case "cs":
-		p, err := splitArray(params)
+		p, err := jsonsplit.Array(params)
 		if err != nil {
 			return nil, fmt.Errorf("cs: %w", err)
 		}
@@ -312,10 +313,10 @@ func routeArgs(p []json.RawMessage) (uuid, op string, data json.RawMessage, err 
 	if len(p) < 2 {
 		return "", "", nil, errors.New("cs: want [uuid, operation, data]")
 	}
-	if uuid, err = decodeString(p[0]); err != nil || uuid == "" {
+	if uuid, err = jsonsplit.String(p[0]); err != nil || uuid == "" {
 		return "", "", nil, errors.New("cs: container uuid must be a non-empty string")
 	}
-	if op, err = decodeString(p[1]); err != nil {
+	if op, err = jsonsplit.String(p[1]); err != nil {
 		return "", "", nil, errors.New("cs: operation must be a string")
 	}
 	data = json.RawMessage("null")

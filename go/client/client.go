@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/huly-net/huly-net/go/internal/jsonsplit"
 	"io"
 	"sync"
 	"time"
@@ -416,11 +417,11 @@ type agentNotFound struct {
 }
 
 func (c *Client) handleBackRequest(ctx context.Context, method string, params json.RawMessage) (any, error) {
-	p, err := splitArray(params)
+	p, err := jsonsplit.Array(params)
 	if err != nil || len(p) == 0 {
 		return nil, fmt.Errorf("back-request %s: params must be [agentId, args]", method)
 	}
-	agentID, err := decodeString(p[0])
+	agentID, err := jsonsplit.String(p[0])
 	if err != nil {
 		return nil, fmt.Errorf("back-request %s: agent id must be a string", method)
 	}

@@ -1,4 +1,4 @@
-package agent
+package jsonsplit
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ func TestSplitArrayMatchesEncodingJSON(t *testing.T) {
 		`[]`, ` [ ] `, `["a"]`, `["a",["b",{"c":[1,2,"]"]}],null]`,
 		`[ "x\"y" , {"k":"v,w"} , 3.5e2 , true ]`, `["\\", "\u00e9"]`, "[\n1,\t2\r\n]",
 	} {
-		got, err := splitArray([]byte(in))
+		got, err := Array([]byte(in))
 		require.NoError(t, err, in)
 		var want []json.RawMessage
 		require.NoError(t, json.Unmarshal([]byte(in), &want), in)
@@ -23,19 +23,19 @@ func TestSplitArrayMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 	for _, in := range []string{``, `{}`, `"a"`, `[`, `[1,`, `[,1]`} {
-		_, err := splitArray([]byte(in))
+		_, err := Array([]byte(in))
 		assert.Error(t, err, in)
 	}
 }
 
 func TestDecodeString(t *testing.T) {
 	for _, in := range []string{`"plain"`, `"esc\"aped"`, `"\u00e9\n"`, `""`} {
-		got, err := decodeString([]byte(in))
+		got, err := String([]byte(in))
 		require.NoError(t, err, in)
 		var want string
 		require.NoError(t, json.Unmarshal([]byte(in), &want))
 		assert.Equal(t, want, got, in)
 	}
-	_, err := decodeString([]byte(`5`))
+	_, err := String([]byte(`5`))
 	assert.Error(t, err)
 }

@@ -1,21 +1,25 @@
-package client
+// Package jsonsplit splits JSON arrays into their raw elements without
+// reflection, for the protocol's [method, params] and [agentId, args]
+// envelopes on the hot path.
+package jsonsplit
 
 import (
 	"encoding/json"
 	"errors"
 )
 
-var errNotArray = errors.New("not a JSON array")
+// ErrNotArray is returned for input that is not a JSON array.
+var ErrNotArray = errors.New("not a JSON array")
 
-// splitArray returns the elements of a JSON array without decoding them.
+// Array returns the elements of a JSON array without decoding them.
 // It relies on its input being valid JSON (backrpc validated the payload);
 // on anything else it fails or returns elements that do not decode later.
 // It exists because decoding into []json.RawMessage goes through reflection
 // and copies every element, on the hot path of every back-request.
-func splitArray(b []byte) ([]json.RawMessage, error) {
+func Array(b []byte) ([]json.RawMessage, error) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
-		return nil, errNotArray
+		return nil, ErrNotArray
 	}
 	i++
 	out := make([]json.RawMessage, 0, 4)
@@ -49,7 +53,7 @@ func splitArray(b []byte) ([]json.RawMessage, error) {
 		case ',':
 			if depth == 0 {
 				if start < 0 {
-					return nil, errNotArray
+					return nil, ErrNotArray
 				}
 				out = append(out, trimSpace(b[start:i]))
 				start = -1
@@ -60,7 +64,7 @@ func splitArray(b []byte) ([]json.RawMessage, error) {
 			start = i
 		}
 	}
-	return nil, errNotArray
+	return nil, ErrNotArray
 }
 
 func skipSpace(b []byte, i int) int {
@@ -77,9 +81,9 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// decodeString reads a JSON string, without reflection when it has no
+// String reads a JSON string, without reflection when it has no
 // escapes.
-func decodeString(b []byte) (string, error) {
+func String(b []byte) (string, error) {
 	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
 		inner := b[1 : len(b)-1]
 		simple := true
