@@ -750,24 +750,34 @@ scenario_e_nspawn() {
     "nspawn": {"directory": "/var/lib/machines/hn-echo", "private_network": true, "port": 8080}}}'
   start_agent ag cli 1
 
-  step "a container is a machine of its own"
+  step "each container is a machine of its own, with a private network"
   hold cli sys-e-1 web
-  local machines
-  machines=$(hn_x ag machinectl list --no-legend --no-pager | awk '{ print $1 }')
+  hold cli sys-e-2 web
+  local machines m leader links
+  machines=$(hn_x ag machinectl list --no-legend --no-pager | awk '{ print $1 }' | sort | tr '\n' ' ')
   echo "machines: $machines"
-  case "$machines" in huly-web-*) ;; *) fail "no huly-web-* machine: $machines" ;; esac
-  expect_eq "the container's pid (PID 1 of its machine)" 1 "$(container_info cli sys-e-1 pid)"
+  case "$machines" in "huly-web-"*" huly-web-"*" ") ;; *) fail "want two huly-web-* machines, have: $machines" ;; esac
+  for m in $machines; do
+    leader=$(hn_x ag machinectl show "$m" -p Leader --value)
+    links=$(hn_x ag nsenter -t "$leader" -n ip -o link show | awk -F': ' '{ print $2 }' | tr '\n' ' ')
+    expect_eq "network links of machine $m" "lo " "$links"
+  done
+  expect_eq "sys-e-1's pid (PID 1 of its machine)" 1 "$(container_info cli sys-e-1 pid)"
 
-  step "a direct request reaches it through the bridge"
+  step "requests reach the machine through the bridge"
   local endpoint
   endpoint=$(ctl cli --json get web --uuid sys-e-1 | jq -r .endpoint)
   echo "endpoint: $endpoint"
+  # The machine has only lo: its endpoint is the bridge's port on the
+  # agent's node, not the program's own.
+  expect_eq "endpoint host" "$(hn_node_ip ag)" "$(echo "$endpoint" | jq -r .host)"
   request_echo cli sys-e-1 "through the bridge" --direct || fail "direct request to the machine"
-  request_echo cli sys-e-1 "routed to the machine" || fail "routed request to the machine"
+  request_echo cli sys-e-2 "routed to the machine" || fail "routed request to the machine"
+  note "machines: $machines; sys-e-1 endpoint $(echo "$endpoint" | jq -c '{kind, host, port}')"
 
   step "terminating the container terminates the machine"
-  hn_x cli systemctl stop hn-hold-sys-e-1.service
-  hn_wait 30 "the machine to be gone" no_machines ag || fail "machine still there: $(hn_x ag machinectl list --no-legend)"
+  hn_x cli systemctl stop hn-hold-sys-e-1.service hn-hold-sys-e-2.service
+  hn_wait 30 "the machines to be gone" no_machines ag || fail "machine still there: $(hn_x ag machinectl list --no-legend)"
   c_units_are ag 0 || fail "units left: $(c_units ag)"
 }
 
