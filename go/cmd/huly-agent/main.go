@@ -196,27 +196,8 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, log *lo
 	// The watchdog is fed from the main loop, which answers only while it
 	// is not stuck; it runs from the start, since registering may wait for
 	// the network for a long time.
-	alive := make(chan chan struct{})
-	wdCtx, wdCancel := context.WithCancel(ctx)
-	wdDone := make(chan struct{})
-	go func() {
-		defer close(wdDone)
-		notifier.WatchdogCheck(wdCtx, func(cctx context.Context) error {
-			ack := make(chan struct{})
-			select {
-			case alive <- ack:
-			case <-cctx.Done():
-				return errors.New("main loop did not answer")
-			}
-			select {
-			case <-ack:
-				return nil
-			case <-cctx.Done():
-				return errors.New("main loop did not answer")
-			}
-		})
-	}()
-	defer func() { wdCancel(); <-wdDone }()
+	wd := notifier.StartLoopWatchdog(ctx)
+	defer wd.Stop()
 
 	attached := make(chan error, 1)
 	go func() { attached <- a.Attach(ctx, c) }()
@@ -243,7 +224,7 @@ loop:
 			status()
 		case <-statusTick.C:
 			status()
-		case ack := <-alive:
+		case ack := <-wd.Ping():
 			close(ack)
 		}
 	}

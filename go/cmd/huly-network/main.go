@@ -229,26 +229,7 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger) error {
 
 	// The main loop's liveness feeds the watchdog: a stuck status loop (or
 	// a deadlocked network core, which Stats would block on) withholds it.
-	alive := make(chan chan struct{})
-	wdCtx, wdCancel := context.WithCancel(ctx)
-	wdDone := make(chan struct{})
-	go func() {
-		defer close(wdDone)
-		notifier.WatchdogCheck(wdCtx, func(c context.Context) error {
-			ack := make(chan struct{})
-			select {
-			case alive <- ack:
-			case <-c.Done():
-				return errors.New("main loop did not answer")
-			}
-			select {
-			case <-ack:
-				return nil
-			case <-c.Done():
-				return errors.New("main loop did not answer")
-			}
-		})
-	}()
+	wd := notifier.StartLoopWatchdog(ctx)
 
 	runCtx, runCancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
@@ -263,12 +244,11 @@ loop:
 			break loop
 		case err := <-runDone:
 			runCancel()
-			wdCancel()
-			<-wdDone
+			wd.Stop()
 			return fmt.Errorf("server stopped: %w", err)
 		case <-statusTick.C:
 			status()
-		case ack := <-alive:
+		case ack := <-wd.Ping():
 			_ = srv.Stats()
 			close(ack)
 		}
@@ -276,8 +256,7 @@ loop:
 
 	log.Info("stopping: finishing requests in flight")
 	notifier.Stopping()
-	wdCancel()
-	<-wdDone
+	wd.Stop()
 	runCancel()
 	err = <-runDone
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {

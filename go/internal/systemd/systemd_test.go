@@ -318,3 +318,42 @@ func TestUnderJournal(t *testing.T) {
 	t.Setenv("JOURNAL_STREAM", "garbage")
 	assert.False(t, UnderJournal())
 }
+
+func TestLoopWatchdogFeedsOnlyWhileTheLoopAnswers(t *testing.T) {
+	path, ch := testutil.NotifySocket(t)
+	t.Setenv("NOTIFY_SOCKET", path)
+	t.Setenv("WATCHDOG_USEC", "40000")
+	t.Setenv("WATCHDOG_PID", "")
+
+	wd := NewNotifier(quietLogger()).StartLoopWatchdog(context.Background())
+	defer wd.Stop()
+	// A loop that is stuck: nothing reads Ping, so no WATCHDOG=1 may come
+	// while the watchdog has asked at least twice.
+	var asked int
+	for asked < 2 {
+		select {
+		case m := <-ch:
+			t.Fatalf("watchdog fed while the loop was stuck: %q", m)
+		case ack := <-wd.Ping():
+			// Received but never acknowledged: the loop is wedged.
+			_ = ack
+			asked++
+		case <-time.After(5 * time.Second):
+			t.Fatal("the watchdog never asked the loop")
+		}
+	}
+	// The loop answers: pings flow.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case ack := <-wd.Ping():
+				close(ack)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	assert.Equal(t, "WATCHDOG=1", testutil.Next(t, ch, 5*time.Second))
+}
