@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -180,24 +179,6 @@ func TestCountsLine(t *testing.T) {
 	assert.Equal(t, "3 running, 1 starting, 0 crashed, 2 stopping", countsLine(map[runtime.State]int{runtime.Running: 3, runtime.Starting: 1, runtime.Stopping: 2}))
 }
 
-// syncBuffer is a bytes.Buffer safe to read while the child writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestBadConfigurationOfTheBinary(t *testing.T) {
 	needBinaries(t)
 	p := writeConfig(t, `{"kinds":{"a":{"runtime":"builtin","builtin":"echo","pinned":[{"uuid":"u"}]},"b":{"runtime":"process","pinned":[{"uuid":"u"}]}}}`)
@@ -223,7 +204,7 @@ func TestDaemonServesProcessContainers(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"NOTIFY_SOCKET="+notifyPath, "STATE_DIRECTORY="+state, "HULY_LOG_LEVEL=debug")
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	cmd.Stderr = &stderr
 	cmd.WaitDelay = 5 * time.Second
 	require.NoError(t, cmd.Start())

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,28 +56,10 @@ func TestMain(m *testing.M) {
 
 const deadline = 15 * time.Second
 
-// syncBuffer collects a process's stderr for assertions.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type proc struct {
 	cmd    *exec.Cmd
 	notify <-chan string
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -134,7 +115,7 @@ func start(t *testing.T, args []string, env []string, files []*os.File, names []
 		cmd.Env = append(os.Environ(), env...)
 		cmd.WaitDelay = 5 * time.Second
 	}
-	p := &proc{cmd: cmd, notify: ch, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, notify: ch, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	cmd.Stdout = p.stderr
 	require.NoError(t, cmd.Start())

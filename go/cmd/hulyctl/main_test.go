@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -115,29 +114,11 @@ func okJSON(t *testing.T, out any, args ...string) {
 	require.NoError(t, json.Unmarshal([]byte(stdout), out), "output of %v: %s", args, stdout)
 }
 
-// syncBuffer is a bytes.Buffer safe to read while the child writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a hulyctl that runs until it is signalled.
 type proc struct {
 	cmd    *exec.Cmd
 	lines  chan string // stdout, line by line; closed at EOF
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 	done   chan error
 }
 
@@ -147,7 +128,7 @@ func startCtl(t *testing.T, args ...string) *proc {
 	cmd := exec.Command(binary, args...)
 	cmd.Env = ctlEnv()
 	cmd.WaitDelay = 5 * time.Second
-	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &testutil.SyncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
