@@ -37,7 +37,7 @@ test-nix:
 vm-test NAME:
     nix build ".#checks.x86_64-linux.$1" -L
 
-# Format everything: treefmt through `nix fmt`, else gofmt + shfmt
+# Format everything: treefmt through `nix fmt`, else gofmt + shfmt (as treefmt.nix: -i 2 -s)
 fmt:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -47,7 +47,7 @@ fmt:
     echo "nix fmt unavailable (no Nix with flakes, or no nixpkgs): gofmt + shfmt" >&2
     gofmt -w go
     if command -v shfmt >/dev/null; then
-        shfmt -f . | grep -v '^go/' | xargs -r shfmt -i 2 -w
+        shfmt -f . | grep -v '^go/' | xargs -r shfmt -i 2 -s -w
     else
         echo "shfmt not installed (apt-get install shfmt): shell scripts left as they are" >&2
     fi
@@ -66,7 +66,7 @@ fmt-check:
         exit 1
     fi
     if command -v shfmt >/dev/null; then
-        shfmt -f . | grep -v '^go/' | xargs -r shfmt -i 2 -d
+        shfmt -f . | grep -v '^go/' | xargs -r shfmt -i 2 -s -d
     else
         echo "shfmt not installed (apt-get install shfmt): shell scripts not checked" >&2
         exit 1
@@ -83,8 +83,8 @@ bench *ARGS:
     exec tests/bench/run "$@"
 
 # Recompute nix/vendor-hash.json after go.mod/go.sum changed
-vendor-hash:
-    ./nix/vendor-hash
+vendor-hash *ARGS:
+    ./nix/vendor-hash "$@"
 
 # Build, boot and start dev containers (default: dev-network dev-agent1 dev-agent2; root)
 dev-up *NAMES:
