@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/huly-net/huly-net/go/backrpc"
+	"github.com/huly-net/huly-net/go/network"
 )
 
 const waitFor = 10 * time.Second
@@ -134,36 +135,36 @@ func (e *eventSink) on(p json.RawMessage) {
 	e.mu.Unlock()
 }
 
-func (e *eventSink) has(sub func(ev struct {
-	Agents []struct {
-		ID    string `json:"id"`
-		Event int    `json:"event"`
-	} `json:"agents"`
-	Containers []struct {
-		Container struct {
-			UUID     string `json:"uuid"`
-			Endpoint string `json:"endpoint"`
-		} `json:"container"`
-		Event int `json:"event"`
-	} `json:"containers"`
-}) bool) bool {
+// sawContainer reports whether an event announced kind for container uuid.
+func (e *eventSink) sawContainer(uuid string, kind network.EventKind) bool {
+	return e.saw(func(ev network.Event) bool {
+		for _, c := range ev.Containers {
+			if string(c.Container.UUID) == uuid && c.Event == kind {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// sawAgent reports whether an event announced kind for agent id.
+func (e *eventSink) sawAgent(id string, kind network.EventKind) bool {
+	return e.saw(func(ev network.Event) bool {
+		for _, a := range ev.Agents {
+			if string(a.ID) == id && a.Event == kind {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (e *eventSink) saw(match func(network.Event) bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, raw := range e.events {
-		var ev struct {
-			Agents []struct {
-				ID    string `json:"id"`
-				Event int    `json:"event"`
-			} `json:"agents"`
-			Containers []struct {
-				Container struct {
-					UUID     string `json:"uuid"`
-					Endpoint string `json:"endpoint"`
-				} `json:"container"`
-				Event int `json:"event"`
-			} `json:"containers"`
-		}
-		if json.Unmarshal([]byte(raw), &ev) == nil && sub(ev) {
+		var ev network.Event
+		if json.Unmarshal([]byte(raw), &ev) == nil && match(ev) {
 			return true
 		}
 	}
@@ -253,26 +254,7 @@ func TestReleasedContainerIsTerminatedAfterUnusedTimeout(t *testing.T) {
 		t.Fatal("orphan not terminated")
 	}
 	require.Eventually(t, func() bool {
-		return sink.has(func(ev struct {
-			Agents []struct {
-				ID    string `json:"id"`
-				Event int    `json:"event"`
-			} `json:"agents"`
-			Containers []struct {
-				Container struct {
-					UUID     string `json:"uuid"`
-					Endpoint string `json:"endpoint"`
-				} `json:"container"`
-				Event int `json:"event"`
-			} `json:"containers"`
-		}) bool {
-			for _, c := range ev.Containers {
-				if c.Container.UUID == "echo-1" && c.Event == 2 {
-					return true
-				}
-			}
-			return false
-		})
+		return sink.sawContainer("echo-1", network.EventRemoved)
 	}, waitFor, 10*time.Millisecond, "no removed event")
 	assert.Equal(t, 0, s.Stats().Network.Containers)
 }
@@ -290,26 +272,7 @@ func TestSilentAgentIsRemovedWithEvents(t *testing.T) {
 
 	require.Eventually(t, func() bool { return s.Stats().Network.Agents == 0 }, waitFor, 10*time.Millisecond)
 	require.Eventually(t, func() bool {
-		return sink.has(func(ev struct {
-			Agents []struct {
-				ID    string `json:"id"`
-				Event int    `json:"event"`
-			} `json:"agents"`
-			Containers []struct {
-				Container struct {
-					UUID     string `json:"uuid"`
-					Endpoint string `json:"endpoint"`
-				} `json:"container"`
-				Event int `json:"event"`
-			} `json:"containers"`
-		}) bool {
-			for _, a := range ev.Agents {
-				if a.ID == "agent-1" && a.Event == 2 {
-					return true
-				}
-			}
-			return false
-		})
+		return sink.sawAgent("agent-1", network.EventRemoved)
 	}, waitFor, 10*time.Millisecond, "no agent removed event")
 	_, err := user.Request(ctx, "gg", map[string]any{"kind": "echo", "request": map[string]any{}})
 	assert.Error(t, err)
@@ -344,26 +307,7 @@ func TestAgentSlowToAnswerCTHoldsBackNoEvent(t *testing.T) {
 		t.Fatal("no ct")
 	}
 	require.Eventually(t, func() bool {
-		return sink.has(func(ev struct {
-			Agents []struct {
-				ID    string `json:"id"`
-				Event int    `json:"event"`
-			} `json:"agents"`
-			Containers []struct {
-				Container struct {
-					UUID     string `json:"uuid"`
-					Endpoint string `json:"endpoint"`
-				} `json:"container"`
-				Event int `json:"event"`
-			} `json:"containers"`
-		}) bool {
-			for _, c := range ev.Containers {
-				if c.Container.UUID == "echo-1" && c.Event == 2 {
-					return true
-				}
-			}
-			return false
-		})
+		return sink.sawContainer("echo-1", network.EventRemoved)
 	}, waitFor, 10*time.Millisecond, "the removal waited for the agent's ct answer")
 	// And the periodic check goes on: a second agent is still served.
 	assert.JSONEq(t, `["echo"]`, string(request(t, user, "ak", map[string]any{})))
