@@ -8,7 +8,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -202,29 +201,21 @@ func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string
 	s.net.ClientSeen(client)
 	switch method {
 	case "ar":
-		var reg network.AgentRegistration
-		if err := decode(params, &reg); err != nil {
+		reg, err := network.DecodeRegistration(params)
+		if err != nil {
 			return nil, fmt.Errorf("ar: %w", err)
-		}
-		if reg.UUID == "" {
-			return nil, errors.New("ar: agent uuid is required")
 		}
 		term, err := s.net.RegisterAgent(client, reg)
 		if err != nil {
 			return nil, err
 		}
-		if term == nil {
-			term = []network.ContainerUUID{}
-		}
-		return term, nil
+		return nonNil(term), nil
 	case "au":
-		var p struct {
-			UUID network.AgentID `json:"uuid"`
-		}
-		if err := decode(params, &p); err != nil {
+		id, err := network.DecodeUUIDParams(params)
+		if err != nil {
 			return nil, fmt.Errorf("au: %w", err)
 		}
-		if err := s.net.UnregisterAgent(client, p.UUID); err != nil {
+		if err := s.net.UnregisterAgent(client, network.AgentID(id)); err != nil {
 			return nil, err
 		}
 		return "ok", nil
@@ -233,29 +224,15 @@ func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string
 	case "ak":
 		return nonNil(s.net.Kinds()), nil
 	case "cl":
-		var p struct {
-			Kind *string `json:"kind"`
-		}
-		if len(params) > 0 && string(params) != "null" {
-			if err := decode(params, &p); err != nil {
-				return nil, fmt.Errorf("cl: %w", err)
-			}
-		}
-		kind := ""
-		if p.Kind != nil {
-			kind = *p.Kind
+		kind, err := network.DecodeListParams(params)
+		if err != nil {
+			return nil, fmt.Errorf("cl: %w", err)
 		}
 		return nonNil(s.net.Containers(kind)), nil
 	case "gg":
-		var p struct {
-			Kind    string             `json:"kind"`
-			Request network.GetOptions `json:"request"`
-		}
-		if err := decode(params, &p); err != nil {
+		p, err := network.DecodeGetParams(params)
+		if err != nil {
 			return nil, fmt.Errorf("gg: %w", err)
-		}
-		if p.Kind == "" {
-			return nil, errors.New("gg: kind is required")
 		}
 		uuid, ref, err := s.net.Get(ctx, client, p.Kind, p.Request)
 		if err != nil {
@@ -263,44 +240,20 @@ func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string
 		}
 		return []string{string(uuid), ref}, nil
 	case "cr":
-		var p struct {
-			UUID network.ContainerUUID `json:"uuid"`
-		}
-		if err := decode(params, &p); err != nil {
+		uuid, err := network.DecodeUUIDParams(params)
+		if err != nil {
 			return nil, fmt.Errorf("cr: %w", err)
 		}
-		s.net.Release(client, p.UUID)
+		s.net.Release(client, network.ContainerUUID(uuid))
 		return "ok", nil
 	case "cs":
-		var p []json.RawMessage
-		if err := decode(params, &p); err != nil || len(p) < 2 {
-			return nil, errors.New("cs: params must be [containerUuid, operation, data]")
-		}
-		var uuid network.ContainerUUID
-		var op string
-		if err := json.Unmarshal(p[0], &uuid); err != nil {
-			return nil, fmt.Errorf("cs: container uuid: %w", err)
-		}
-		if err := json.Unmarshal(p[1], &op); err != nil {
-			return nil, fmt.Errorf("cs: operation: %w", err)
-		}
-		var data json.RawMessage = json.RawMessage("null")
-		if len(p) > 2 {
-			data = p[2]
+		uuid, op, data, err := network.DecodeRouteParams(params)
+		if err != nil {
+			return nil, err
 		}
 		return s.net.Route(ctx, uuid, op, data)
 	}
 	return nil, errUnknownMethod(method)
-}
-
-func decode(params json.RawMessage, v any) error {
-	if len(params) == 0 {
-		return errors.New("missing params")
-	}
-	if err := json.Unmarshal(params, v); err != nil {
-		return fmt.Errorf("bad params: %w", err)
-	}
-	return nil
 }
 
 func nonNil[T any](s []T) []T {
