@@ -200,7 +200,7 @@ hn_lab_lock() {
 }
 
 hn_lab_unlock() {
-  if [ -n "${HN_LOCK_FD:-}" ]; then
+  if [ -n "${HN_LOCK_FD-}" ]; then
     exec {HN_LOCK_FD}>&-
     HN_LOCK_FD=""
   fi
@@ -342,7 +342,7 @@ hn_node_up() {
   esac
   [ "${#name}" -le 40 ] || hn_die "node name '$name' is too long"
   hn_node_exists "$name" && hn_die "node $name exists already"
-  [ -n "${HN_ROOTFS:-}" ] || hn_rootfs
+  [ -n "${HN_ROOTFS-}" ] || hn_rootfs
 
   dir=$(hn_node_dir "$name")
   ns=$(hn_node_ns "$name")
@@ -391,7 +391,7 @@ hn_node_up() {
     (
       # The node must not hold the lab's lock: a run killed while
       # its nodes live on would lock out the run that cleans up.
-      if [ -n "${HN_LOCK_FD:-}" ]; then
+      if [ -n "${HN_LOCK_FD-}" ]; then
         exec {HN_LOCK_FD}>&-
       fi
       setsid systemd-nspawn "${args[@]}" --register=no --link-journal=no \

@@ -333,7 +333,7 @@ JSON
 
 # agent_config NODE NETWORK_IP [KINDS_JSON]: /etc/huly-net/agent.json.
 agent_config() {
-  local kinds="${3:-}"
+  local kinds="${3-}"
   [ -n "$kinds" ] || kinds='{"echo": {"runtime": "builtin", "builtin": "echo"}}'
   hn_write "$1" /etc/huly-net/agent.json <<JSON
 {"network": "$2:3737", "listen": "0.0.0.0:3738", "advertise_host": "$(hn_node_ip "$1")",
