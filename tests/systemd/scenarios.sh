@@ -253,6 +253,22 @@ scenario_f_bridge() {
   expect_eq "huly-bridge@relay MainPID (not restarted)" "$pid_relay" "$(prop fpriv huly-bridge@relay.service MainPID)"
   expect_eq "huly-bridge@relay NRestarts" 0 "$(prop fpriv huly-bridge@relay.service NRestarts)"
   echo "relay StatusText: $(prop fpriv huly-bridge@relay.service StatusText)"
+
+  if [ -f "$HN_UNITS/huly-bridge@.socket" ]; then
+    step "socket activation: huly-bridge@act.socket hands 127.0.0.1:8081 to the forward 'act'"
+    bridge_config fhost act tcp:127.0.0.1:8081 "tcp:$priv:9100"
+    hn_write fhost /etc/systemd/system/huly-bridge@act.socket.d/listen.conf <<'CONF'
+[Socket]
+ListenStream=
+ListenStream=127.0.0.1:8081
+CONF
+    hn_x fhost systemctl daemon-reload
+    hn_x fhost systemctl start huly-bridge@act.socket
+    expect_eq "huly-bridge@act.service before any client" inactive "$(prop fhost huly-bridge@act.service ActiveState)"
+    echo_roundtrip fhost 8081 "socket activated" || fail "no echo through the socket-activated forward"
+    expect_eq "huly-bridge@act.service after a client" active "$(prop fhost huly-bridge@act.service ActiveState)"
+    note "huly-bridge@act.socket: the first client started the forward and was served"
+  fi
 }
 
 relay_reports_unreachable() {
