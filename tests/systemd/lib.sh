@@ -30,6 +30,8 @@ HN_SWITCH_NS="hn-$HN_LAB-sw"
 HN_REGISTER="${HN_REGISTER:-auto}"
 HN_BOOT_TIMEOUT="${HN_BOOT_TIMEOUT:-60}"
 HN_STOP_TIMEOUT="${HN_STOP_TIMEOUT:-20}"
+# Units stopped in every node before the lab powers off (hn_lab_down).
+HN_STOP_FIRST="${HN_STOP_FIRST-huly-agent.service}"
 
 # The base rootfs: bookworm minbase plus what the nodes run. systemd-container
 # is there for nested machines (the agent's nspawn runtime) and machinectl,
@@ -509,6 +511,21 @@ hn_node_down() {
 # mounts of this lab only.
 hn_lab_down() {
   local n ns m pids=()
+  # Units named in HN_STOP_FIRST stop while every node still runs: an agent
+  # whose network vanishes mid-stop spends up to 20 s trying to unregister.
+  if [ -n "${HN_STOP_FIRST-}" ]; then
+    for n in $(hn_nodes); do
+      if hn_node_leader "$n" >/dev/null 2>&1; then
+        # shellcheck disable=SC2086 # a list of unit names
+        hn_x "$n" timeout 30 systemctl stop $HN_STOP_FIRST >/dev/null 2>&1 &
+        pids+=("$!")
+      fi
+    done
+    if [ "${#pids[@]}" -gt 0 ]; then
+      wait "${pids[@]}" || true
+    fi
+    pids=()
+  fi
   # In parallel: each node takes a second or two to power off.
   for n in $(hn_nodes); do
     hn_node_down "$n" &

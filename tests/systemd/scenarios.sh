@@ -22,7 +22,7 @@ fail() {
   exit 1
 }
 
-step() { echo "== $*"; }
+step() { echo "== [$(date +%T.%N | cut -c1-12)] $*"; }
 
 # need_bin NAME: the daemon must have been built; absent means not written yet.
 need_bin() {
@@ -499,6 +499,17 @@ scenario_a_cluster() {
   request_echo cli sys-a-2 routed-2 || fail "routed request to sys-a-2"
   request_echo cli sys-a-1 direct-1 --direct || fail "direct request to sys-a-1"
   ctl cli status
+
+  step "an agent stops by itself while the network does not answer"
+  # systemd would SIGKILL it after TimeoutStopSec; it must exit first.
+  hn_x net systemctl kill -s STOP huly-network.service
+  local t0 took
+  t0=$(hn_now)
+  hn_x ag2 systemctl stop huly-agent.service
+  took=$(hn_elapsed "$t0")
+  hn_x net systemctl kill -s CONT huly-network.service
+  expect_eq "huly-agent stop Result" success "$(prop ag2 huly-agent.service Result)"
+  note "huly-agent stopped in ${took}s while the network was frozen (TimeoutStopSec $(prop ag2 huly-agent.service TimeoutStopUSec))"
 }
 
 network_status_has() { prop "$1" huly-network.service StatusText | grep -q "$2"; }
