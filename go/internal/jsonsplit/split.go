@@ -6,6 +6,7 @@ package jsonsplit
 import (
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // ErrNotArray is returned for input that is not a JSON array.
@@ -93,7 +94,8 @@ func String(b []byte) (string, error) {
 				break
 			}
 		}
-		if simple {
+		// Invalid UTF-8 decodes to U+FFFD: only encoding/json does that.
+		if simple && utf8.Valid(inner) {
 			return string(inner), nil
 		}
 	}

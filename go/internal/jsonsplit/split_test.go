@@ -29,7 +29,7 @@ func TestSplitArrayMatchesEncodingJSON(t *testing.T) {
 }
 
 func TestDecodeString(t *testing.T) {
-	for _, in := range []string{`"plain"`, `"esc\"aped"`, `"\u00e9\n"`, `""`} {
+	for _, in := range []string{`"plain"`, `"esc\"aped"`, `"\u00e9\n"`, `""`, "\"\xa0\"", "\"é\""} {
 		got, err := String([]byte(in))
 		require.NoError(t, err, in)
 		var want string
