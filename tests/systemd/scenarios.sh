@@ -334,6 +334,12 @@ scenario_b_watchdog() {
     start_ready wd huly-network.service 127.0.0.1 3737
     watchdog_check wd huly-network.service
     tested="$tested, huly-network"
+    if [ -x "$HN_BIN/huly-agent" ] && [ -f "$HN_UNITS/huly-agent.service" ]; then
+      agent_config wd 127.0.0.1
+      hn_x wd systemctl start huly-agent.service || fail "huly-agent did not start"
+      watchdog_check wd huly-agent.service
+      tested="$tested, huly-agent"
+    fi
   fi
   note "watchdog proven for: $tested"
 }
