@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/huly-net/huly-net/go/internal/jsonsplit"
 )
 
 // MarshalJSON encodes v as the reference's JSON.stringify would, as far as
@@ -24,7 +26,13 @@ func MarshalJSON(v any) ([]byte, error) {
 			return []byte("null"), nil
 		}
 		return x, nil
+	case string:
+		return AppendJSONString(make([]byte, 0, len(x)+2), x), nil
 	}
+	return marshalSlow(v)
+}
+
+func marshalSlow(v any) ([]byte, error) {
 	b := encBufs.Get().(*bytes.Buffer)
 	defer encBufs.Put(b)
 	b.Reset()
@@ -39,6 +47,23 @@ func MarshalJSON(v any) ([]byte, error) {
 
 var encBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// AppendJSONString appends s encoded as MarshalJSON encodes it. Strings of
+// printable ASCII without quotes or backslashes (ids, uuids, method and
+// operation names: nearly every string on the hot path) are copied as they
+// are; anything else goes through encoding/json, whose escaping (U+2028,
+// invalid UTF-8, control characters) is the reference here.
+func AppendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b, _ := marshalSlow(s) // a string always encodes
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
 // ParseJSON returns p when it is one valid JSON value. Otherwise it reports
 // false: the protocol treats a payload that does not parse as "no value".
 func ParseJSON(p []byte) (json.RawMessage, bool) {
@@ -50,17 +75,13 @@ func ParseJSON(p []byte) (json.RawMessage, bool) {
 
 // EncodeRequestPayload builds a request payload, [method, params].
 func EncodeRequestPayload(method string, params any) ([]byte, error) {
-	m, err := MarshalJSON(method)
-	if err != nil {
-		return nil, fmt.Errorf("encode method: %w", err)
-	}
 	p, err := MarshalJSON(params)
 	if err != nil {
 		return nil, fmt.Errorf("encode params of %q: %w", method, err)
 	}
-	out := make([]byte, 0, len(m)+len(p)+3)
+	out := make([]byte, 0, len(method)+len(p)+5)
 	out = append(out, '[')
-	out = append(out, m...)
+	out = AppendJSONString(out, method)
 	out = append(out, ',')
 	out = append(out, p...)
 	out = append(out, ']')
@@ -74,7 +95,29 @@ var ErrBadRequestPayload = errors.New("backrpc: request payload is not [method, 
 // DecodeRequestPayload splits a request payload into its method and params.
 // Missing params are null (the reference passes undefined). Elements after
 // the second are ignored, as the reference's destructuring does.
+//
+// The params returned share p's memory.
 func DecodeRequestPayload(p []byte) (method string, params json.RawMessage, err error) {
+	// Validate once, then split without reflection: decoding into
+	// []json.RawMessage walks the payload again through reflect (a
+	// global lock under concurrency) and copies every element.
+	if json.Valid(p) {
+		if parts, err := jsonsplit.Array(p); err == nil && len(parts) > 0 {
+			if method, err := jsonsplit.String(parts[0]); err == nil {
+				params = json.RawMessage("null")
+				if len(parts) > 1 {
+					params = parts[1]
+				}
+				return method, params, nil
+			}
+		}
+	}
+	return decodeRequestPayloadSlow(p)
+}
+
+// decodeRequestPayloadSlow is the reflection decoder, kept for its error
+// messages on bad payloads.
+func decodeRequestPayloadSlow(p []byte) (method string, params json.RawMessage, err error) {
 	var parts []json.RawMessage
 	if err := json.Unmarshal(p, &parts); err != nil {
 		return "", nil, fmt.Errorf("%w: %v", ErrBadRequestPayload, err)
