@@ -160,6 +160,7 @@ type Client struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	workers   sync.WaitGroup
+	pool      *workerPool // runs back-request handlers
 	seq       atomic.Uint64
 	lastPong  atomic.Int64
 	lastRecv  atomic.Int64 // unix ns of the last message, or of the connection
@@ -221,6 +222,7 @@ func newClient(addr string, opts ClientOptions, h ClientHandler) *Client {
 		pingMsg:  EncodeClient(Message{Op: OpPing}),
 		closeMsg: EncodeClient(Message{Op: OpClose}),
 		dialed:   make(chan struct{}),
+		pool:     newWorkerPool(),
 		ctx:      ctx,
 		cancel:   cancel,
 		ready:    make(chan struct{}),
@@ -413,6 +415,7 @@ func (c *Client) Close(ctx context.Context) error {
 				err = fmt.Errorf("close %s: back-request handlers still running: %w", c.addr, ctx.Err())
 			}
 		}
+		c.pool.stop(ctx)
 	})
 	return err
 }
@@ -686,7 +689,7 @@ func (c *Client) onBackRequest(m Message) {
 	c.workers.Add(1)
 	c.mu.Unlock()
 	c.backRequests.Add(1)
-	go func() {
+	c.pool.run(func() {
 		defer c.workers.Done()
 		var res any
 		err := ErrNoHandler
@@ -707,7 +710,7 @@ func (c *Client) onBackRequest(m Message) {
 			return
 		}
 		c.reply(OpResponse, m.ID, payload)
-	}()
+	})
 }
 
 // safeRun runs f, turning a panic into an error (and a log line).

@@ -181,6 +181,7 @@ type Server struct {
 	bgDone    chan struct{}
 
 	handlers sync.WaitGroup
+	pool     *workerPool
 
 	mu      sync.Mutex
 	closing bool
@@ -205,6 +206,7 @@ func NewServer(opts ServerOptions, h ServerHandler) *Server {
 		cancel:  cancel,
 		started: make(chan struct{}),
 		bgDone:  make(chan struct{}),
+		pool:    newWorkerPool(),
 		byPeer:  map[transport.PeerID]*session{},
 		byID:    map[string]*session{},
 		calls:   map[string]*call{},
@@ -322,6 +324,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = fmt.Errorf("backrpc server shutdown: handlers still running: %w", ctx.Err())
 		}
 	}
+	s.pool.stop(ctx)
 	return err
 }
 
@@ -515,7 +518,7 @@ func (s *Server) onRequest(peer transport.PeerID, ss *session, m Message) {
 	s.mu.Unlock()
 
 	s.requests.Add(1)
-	go s.runHandler(ss, info, m.ID, method, params)
+	s.pool.run(func() { s.runHandler(ss, info, m.ID, method, params) })
 }
 
 func (s *Server) runHandler(ss *session, info ClientInfo, id, method string, params json.RawMessage) {
