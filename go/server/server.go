@@ -6,6 +6,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -270,20 +271,37 @@ type caller struct{ s *Server }
 // call sends a back-request and turns the reference's "normal response
 // carrying an error" ({"error": "Agent X not found"}) into an error.
 func (c caller) call(ctx context.Context, to network.AgentTarget, method string, args any) (json.RawMessage, error) {
+	a, err := backrpc.MarshalJSON(args)
+	if err != nil {
+		return nil, fmt.Errorf("%s to agent %s: encode params: %w", method, to.Agent, err)
+	}
+	// [agentId, args], written out: the reflection encoder of []any was a
+	// twentieth of the server's CPU on routed requests.
+	params := make([]byte, 0, len(to.Agent)+len(a)+5)
+	params = append(params, '[')
+	params = backrpc.AppendJSONString(params, string(to.Agent))
+	params = append(params, ',')
+	params = append(params, a...)
+	params = append(params, ']')
+
 	ctx, cancel := context.WithTimeout(ctx, c.s.opts.CallTimeout)
 	defer cancel()
-	res, err := c.s.rpc.Call(ctx, string(to.Client), method, []any{to.Agent, args})
+	res, err := c.s.rpc.Call(ctx, string(to.Client), method, json.RawMessage(params))
 	if err != nil {
 		return nil, fmt.Errorf("%s to agent %s: %w", method, to.Agent, err)
 	}
 	var maybeErr struct {
 		Error *string `json:"error"`
 	}
-	if len(res) > 0 && res[0] == '{' && json.Unmarshal(res, &maybeErr) == nil && maybeErr.Error != nil {
+	// Most answers are objects (every echo is one): decode only those
+	// that can carry the error key.
+	if len(res) > 0 && res[0] == '{' && bytes.Contains(res, errorKey) && json.Unmarshal(res, &maybeErr) == nil && maybeErr.Error != nil {
 		return nil, fmt.Errorf("%s to agent %s: %s", method, to.Agent, *maybeErr.Error)
 	}
 	return res, nil
 }
+
+var errorKey = []byte(`"error"`)
 
 func (c caller) GetContainer(ctx context.Context, to network.AgentTarget, kind string, opts network.GetOptions) (network.ContainerUUID, string, error) {
 	res, err := c.call(ctx, to, "gg", []any{kind, opts})
@@ -303,7 +321,21 @@ func (c caller) TerminateContainer(ctx context.Context, to network.AgentTarget, 
 }
 
 func (c caller) ContainerRequest(ctx context.Context, to network.AgentTarget, uuid network.ContainerUUID, op string, data json.RawMessage) (json.RawMessage, error) {
-	return c.call(ctx, to, "cs", []any{uuid, op, data})
+	// [uuid, op, data] as encoding/json would write it, data as it came
+	// (it was validated with the client's request).
+	args := make([]byte, 0, len(uuid)+len(op)+len(data)+8)
+	args = append(args, '[')
+	args = backrpc.AppendJSONString(args, string(uuid))
+	args = append(args, ',')
+	args = backrpc.AppendJSONString(args, op)
+	args = append(args, ',')
+	if len(data) == 0 {
+		args = append(args, "null"...)
+	} else {
+		args = append(args, data...)
+	}
+	args = append(args, ']')
+	return c.call(ctx, to, "cs", json.RawMessage(args))
 }
 
 func truncate(b []byte) string {
