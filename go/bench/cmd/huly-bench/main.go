@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -141,9 +142,15 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.Clients, "clients", 1000, "clients to connect, one after another")
 	fs.DurationVar(&o.CallTimeout, "timeout", bench.DefaultCallTimeout, "bound of each connect")
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "sample this process's memory while every client is connected")
+	profile := fs.String("cpuprofile", "", "write this tool's own CPU profile here")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	stop, err := startCPUProfile(*profile)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	if o.Clients < 1 {
 		return fmt.Errorf("%w: --clients must be at least 1", errUsage)
 	}
@@ -166,9 +173,15 @@ func scaleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.PayloadBytes, "payload-bytes", 16, "size of the string each request carries")
 	fs.DurationVar(&o.CallTimeout, "timeout", bench.DefaultCallTimeout, "bound of each connect, get and request")
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "sample this process's memory at the end of the requests")
+	profile := fs.String("cpuprofile", "", "write this tool's own CPU profile here")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	stop, err := startCPUProfile(*profile)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	if o.Clients < 1 || o.Containers < 1 || o.RequestsFor <= 0 {
 		return fmt.Errorf("%w: --clients, --containers and --for must be positive", errUsage)
 	}
@@ -177,6 +190,27 @@ func scaleCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return printJSON(stdout, res)
+}
+
+// startCPUProfile profiles this process into file until stop; "" does
+// nothing. The load generator shares the machine with the server, so its
+// own cost is part of every result.
+func startCPUProfile(file string) (stop func(), err error) {
+	if file == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
