@@ -108,36 +108,28 @@ func main() {
 // run is the daemon; it returns the exit code: 0 after a clean stop, 1 when
 // serving failed, 2 for bad flags or configuration.
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
-	cfg := defaults()
-	fs := flag.NewFlagSet("huly-network", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	loader := config.New(fs, cfg)
-	if err := loader.Load(args, getenv); err != nil {
+	cfg, showVersion, err := loadConfig(args, getenv, stderr)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintf(stderr, "huly-network: %v\n", err)
 		return 2
 	}
-	if *showVersion {
+	if showVersion {
 		fmt.Fprintln(stderr, "huly-network", version.Version)
 		return 0
-	}
-	// The TypeScript pod is configured with PORT (and HOST); honour them
-	// when nothing more specific said where to listen.
-	if cfg.Listen == defaultListen {
-		if port := getenv("PORT"); port != "" {
-			host := getenv("HOST")
-			if host == "" || host == "0.0.0.0" {
-				host = "*"
-			}
-			cfg.Listen = "tcp://" + net.JoinHostPort(host, port)
-		}
 	}
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintf(stderr, "huly-network: invalid configuration: %v\n", err)
 		return 2
+	}
+	reload := func() (*Config, error) {
+		c, _, err := loadConfig(args, getenv, io.Discard)
+		if err != nil {
+			return nil, err
+		}
+		return c, c.validate()
 	}
 	log, err := logsetup.ConfigureOutput(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
@@ -147,14 +139,56 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, log, reload); err != nil {
 		log.WithError(err).Error("huly-network failed")
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, cfg *Config, log *logrus.Logger) error {
+// loadConfig reads the configuration: defaults, --config, flags, HULY_*,
+// and the TypeScript pod's PORT/HOST when nothing else set the address.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*Config, bool, error) {
+	cfg := defaults()
+	fs := flag.NewFlagSet("huly-network", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := config.New(fs, cfg).Load(args, getenv); err != nil {
+		return nil, false, err
+	}
+	if cfg.Listen == defaultListen {
+		if port := getenv("PORT"); port != "" {
+			host := getenv("HOST")
+			if host == "" || host == "0.0.0.0" {
+				host = "*"
+			}
+			cfg.Listen = "tcp://" + net.JoinHostPort(host, port)
+		}
+	}
+	return cfg, *showVersion, nil
+}
+
+// applyReload applies what can change without a restart (the log level
+// and format) and names what cannot.
+func applyReload(log *logrus.Logger, cur, next *Config) {
+	if next.LogLevel != cur.LogLevel || next.LogFormat != cur.LogFormat {
+		if lvl, err := logsetup.ParseLevel(next.LogLevel); err == nil {
+			log.SetLevel(lvl)
+		}
+		if f, err := logsetup.Formatter(next.LogFormat); err == nil {
+			log.SetFormatter(f)
+		}
+		log.WithFields(logrus.Fields{"log_level": next.LogLevel, "log_format": next.LogFormat}).Info("reloaded logging settings")
+	}
+	a, b := *cur, *next
+	a.LogLevel, a.LogFormat, b.LogLevel, b.LogFormat = "", "", "", ""
+	if a != b {
+		log.Warn("configuration changes other than log_level and log_format take effect after a restart")
+	}
+	cur.LogLevel, cur.LogFormat = next.LogLevel, next.LogFormat
+}
+
+func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (*Config, error)) error {
 	notifier := systemd.NewNotifier(log)
 	srv := server.New(server.Options{
 		AliveTimeout:  cfg.AliveTimeout.D(),
@@ -235,6 +269,10 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger) error {
 	runDone := make(chan error, 1)
 	go func() { runDone <- srv.Run(runCtx, cfg.ShutdownTimeout.D()) }()
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	statusTick := time.NewTicker(time.Second)
 	defer statusTick.Stop()
 loop:
@@ -242,6 +280,15 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-hup:
+			notifier.Reloading()
+			if next, err := reload(); err != nil {
+				log.WithError(err).Error("SIGHUP: configuration not reloaded")
+			} else {
+				applyReload(log, cfg, next)
+			}
+			notifier.Ready()
+			status()
 		case err := <-runDone:
 			runCancel()
 			wd.Stop()

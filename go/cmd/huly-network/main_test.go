@@ -277,3 +277,29 @@ func TestBindFailureExits1(t *testing.T) {
 	assert.Equal(t, 1, testutil.ExitCode(err), string(out))
 	assert.True(t, strings.Contains(string(out), "address already in use"), string(out))
 }
+
+func TestSIGHUPReloadsLoggingAndKeepsServing(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "network.json")
+	require.NoError(t, os.WriteFile(conf, []byte(`{"listen":"tcp://127.0.0.1:0","log_level":"info"}`), 0o600))
+	sock, notes := testutil.NotifySocket(t)
+	cmd := exec.Command(binary, "--config", conf, "--log-format", "text")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	d := start(t, cmd)
+	testutil.WaitFor(t, notes, "READY=1", waitFor)
+
+	require.NoError(t, os.WriteFile(conf, []byte(`{"listen":"tcp://127.0.0.1:0","log_level":"debug"}`), 0o600))
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
+	testutil.WaitFor(t, notes, "RELOADING=1", waitFor)
+	testutil.WaitFor(t, notes, "READY=1", waitFor)
+	require.Eventually(t, func() bool { return strings.Contains(d.stderr.String(), "reloaded logging settings") }, waitFor, 10*time.Millisecond)
+
+	// A broken file is refused and the daemon goes on as it was.
+	require.NoError(t, os.WriteFile(conf, []byte(`{"log_level":`), 0o600))
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
+	testutil.WaitFor(t, notes, "READY=1", waitFor)
+	require.Eventually(t, func() bool { return strings.Contains(d.stderr.String(), "configuration not reloaded") }, waitFor, 10*time.Millisecond)
+
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
+	assert.Equal(t, 0, d.wait(t))
+}
