@@ -203,11 +203,18 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, log *lo
 	go func() { attached <- a.Attach(ctx, c) }()
 	statusTick := time.NewTicker(time.Second)
 	defer statusTick.Stop()
+	// SIGHUP would end the process by default; reloading kinds under
+	// running containers is not supported, so say so and go on.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-hup:
+			log.Warn("SIGHUP: configuration reload is not supported; restart huly-agent to apply changes")
 		case err := <-attached:
 			if err != nil {
 				if ctx.Err() != nil {

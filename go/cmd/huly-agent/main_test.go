@@ -279,6 +279,13 @@ func TestDaemonServesProcessContainers(t *testing.T) {
 	require.NoError(t, err)
 	assert.JSONEq(t, `42`, string(v))
 
+	// SIGHUP is survived (its default action would end the process).
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), "SIGHUP: configuration reload is not supported") }, waitFor, 10*time.Millisecond)
+	v, err = kv.Request(ctx, "retrieve", map[string]any{"key": "k"})
+	require.NoError(t, err, "still serving after SIGHUP")
+	assert.JSONEq(t, `42`, string(v))
+
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	testutil.WaitFor(t, notes, "STOPPING=1", waitFor)
 	select {
