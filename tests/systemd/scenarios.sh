@@ -709,6 +709,7 @@ scenario_d_transient() {
   hn_node_up dprobe
   step "what the shipped unit and polkit rule allow on this systemd"
   probe_agent_bus dprobe
+  step "probe done: a fresh node for the runtime"
   hn_node_down dprobe
   need_cluster_bins
   need_bin echo-container
