@@ -74,9 +74,7 @@ func buildKinds(ctx context.Context, cfg *Config, env kindEnv) (*builtKinds, err
 		if bus != nil {
 			return bus, nil
 		}
-		bctx, cancel := context.WithTimeout(ctx, busTimeout)
-		defer cancel()
-		b, err := transient.ConnectSystemBus(bctx)
+		b, err := transient.ConnectSystemBus(ctx, busTimeout)
 		if err != nil {
 			return nil, fmt.Errorf("kind %s needs systemd over the system D-Bus: %w", kind, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/coreos/go-systemd/v22/machine1"
@@ -46,21 +47,44 @@ type Bus struct {
 	sd *sddbus.Conn
 	mu chan struct{} // serialises machined calls, which take no context
 	m  *machine1.Conn
+
+	cancel context.CancelFunc // ends the connection's context
 }
 
-// ConnectSystemBus connects to systemd over the system bus; machined is
-// connected on first use (a host without it still runs transient units).
-func ConnectSystemBus(ctx context.Context) (*Bus, error) {
-	sd, err := sddbus.NewSystemConnectionContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("connect to systemd on the system bus: %w", err)
+// ConnectSystemBus connects to systemd over the system bus, waiting at most
+// timeout for the connection; machined is connected on first use (a host
+// without it still runs transient units). The connection lives until ctx
+// ends or Close: go-systemd ties a connection's whole life to the context
+// it was made with, so a context that only bounds the connecting would
+// close the connection as soon as it is made.
+func ConnectSystemBus(ctx context.Context, timeout time.Duration) (*Bus, error) {
+	life, cancel := context.WithCancel(ctx)
+	type result struct {
+		c   *sddbus.Conn
+		err error
 	}
-	return &Bus{sd: sd, mu: make(chan struct{}, 1)}, nil
+	done := make(chan result, 1)
+	go func() {
+		c, err := sddbus.NewSystemConnectionContext(life)
+		done <- result{c, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			cancel()
+			return nil, fmt.Errorf("connect to systemd on the system bus: %w", r.err)
+		}
+		return &Bus{sd: r.c, mu: make(chan struct{}, 1), cancel: cancel}, nil
+	case <-time.After(timeout):
+		cancel()
+		return nil, fmt.Errorf("connect to systemd on the system bus: no connection within %s", timeout)
+	}
 }
 
 // Close closes the connections.
 func (b *Bus) Close() {
 	b.sd.Close()
+	b.cancel()
 	// machine1.Conn has no Close; its connection is the shared system bus.
 }
 

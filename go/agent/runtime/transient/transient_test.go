@@ -226,7 +226,7 @@ func TestSystemBus(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b, err := transient.ConnectSystemBus(ctx)
+	b, err := transient.ConnectSystemBus(ctx, 5*time.Second)
 	if err != nil {
 		t.Skipf("no systemd on the system D-Bus here (%v); the systemd test tier runs this runtime for real", err)
 	}
