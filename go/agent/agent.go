@@ -759,6 +759,9 @@ func (a *Agent) checkHealth() {
 	}
 }
 
+// unregisterTimeout bounds the au request of Close.
+const unregisterTimeout = 2 * time.Second
+
 // Close stops the agent: containers terminate, the agent is unregistered
 // (au) when the network is reachable, the endpoint server stops. Bounded by
 // ctx.
@@ -806,7 +809,12 @@ func (a *Agent) Close(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := c.Call(ctx, "au", map[string]string{"uuid": a.id}); err != nil {
+			// Unregistering is a courtesy: a network that does not
+			// answer drops the agent after its alive timeout anyway, so
+			// a frozen network must not hold the stop for long.
+			uctx, cancel := context.WithTimeout(ctx, unregisterTimeout)
+			defer cancel()
+			if _, err := c.Call(uctx, "au", map[string]string{"uuid": a.id}); err != nil {
 				emu.Lock()
 				errs = append(errs, fmt.Errorf("unregister agent %s: %w", a.id, err))
 				emu.Unlock()
