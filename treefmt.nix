@@ -23,6 +23,7 @@ _: {
         "tests/run"
         "tests/*/run"
         "tests/*/check"
+        "tests/systemd/dev"
         ".ci/run"
       ];
     in
