@@ -18,7 +18,14 @@ type conn struct {
 	zc   *zmq4.Conn
 	opts Options
 
-	queue chan [][]byte
+	// The send queue: a slice that grows with what is waiting, rather
+	// than a channel of SendQueue slots allocated per connection, and
+	// that the writer takes as a whole. wake (cap 1) tells the writer
+	// the queue is no longer empty.
+	qmu   sync.Mutex
+	queue [][][]byte
+	spare [][][]byte // the writer's previous batch, emptied, for reuse
+	wake  chan struct{}
 	pongs chan []byte
 
 	done       chan struct{}
@@ -34,7 +41,7 @@ type conn struct {
 // running. It runs on the connection's own goroutine, so a silent peer
 // delays nobody else.
 func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, server bool, opts Options) (*conn, error) {
-	g := newGuardConn(c, opts.MaxFrameSize, readBufferSize, writeBufferSize)
+	g := newGuardConn(c, opts.MaxFrameSize, readBufferSize)
 	deadline := time.Now().Add(opts.HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -55,7 +62,7 @@ func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, 
 		g:          g,
 		zc:         zc,
 		opts:       opts,
-		queue:      make(chan [][]byte, opts.SendQueue),
+		wake:       make(chan struct{}, 1),
 		pongs:      make(chan []byte, 4),
 		done:       make(chan struct{}),
 		drainReq:   make(chan struct{}),
@@ -84,64 +91,87 @@ func (c *conn) enqueue(frames [][]byte) error {
 		return ErrClosed
 	default:
 	}
-	select {
-	case c.queue <- frames:
-		return nil
-	default:
+	c.qmu.Lock()
+	if len(c.queue) >= c.opts.SendQueue {
+		c.qmu.Unlock()
 		c.abort(ErrQueueFull)
 		return ErrQueueFull
 	}
+	c.queue = append(c.queue, frames)
+	first := len(c.queue) == 1
+	c.qmu.Unlock()
+	if first {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// takeBatch empties the queue into the writer's hands.
+func (c *conn) takeBatch() [][][]byte {
+	c.qmu.Lock()
+	b := c.queue
+	c.queue, c.spare = c.spare, nil
+	c.qmu.Unlock()
+	return b
+}
+
+// recycle keeps a written batch's slice for the next one, unless a burst
+// made it large.
+func (c *conn) recycle(b [][][]byte) {
+	clear(b) // the frames are written: let them go
+	if cap(b) > 1024 {
+		return
+	}
+	c.qmu.Lock()
+	c.spare = b[:0]
+	c.qmu.Unlock()
 }
 
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
-	// The write deadline is refreshed once per batch and every 256
-	// messages inside one, not per message: time.Now and the poller's timer
-	// update were a visible share of the hot path.
-	refresh := func() error {
-		return c.g.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
-	}
-	write := c.g.writeMessage
+	defer c.g.release()
 	pong := func(ctx []byte) error {
 		return c.zc.SendCmd(zmq4.CmdPong, ctx)
 	}
+	draining := false
 	for {
-		var first [][]byte
+		batch := c.takeBatch()
 		var firstPong []byte
-		havePong, draining := false, false
-		select {
-		case <-c.done:
-			return
-		case <-c.drainReq:
-			draining = true
-		case first = <-c.queue:
-		case firstPong = <-c.pongs:
-			havePong = true
-		}
-		err := refresh()
-		switch {
-		case err != nil:
-		case havePong:
-			err = pong(firstPong)
-		case first != nil:
-			err = write(first)
-		}
-		// Coalesce: write everything already queued, then flush once.
-		for n := 1; err == nil; n++ {
-			var m [][]byte
+		havePong := false
+		if len(batch) == 0 {
+			if draining {
+				c.shutdown(ErrClosed)
+				return
+			}
 			select {
-			case m = <-c.queue:
-			default:
+			case <-c.done:
+				return
+			case <-c.drainReq:
+				draining = true
+				continue
+			case <-c.wake:
+				continue
+			case firstPong = <-c.pongs:
+				havePong = true
 			}
-			if m == nil {
-				break
-			}
-			if n%256 == 0 {
-				if err = refresh(); err != nil {
+		}
+		// The write deadline is set once per batch and every 256
+		// messages inside one, not per message: time.Now and the
+		// poller's timer update were a visible share of the hot path.
+		err := c.g.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
+		if err == nil && havePong {
+			err = pong(firstPong)
+		}
+		for i := 0; err == nil && i < len(batch); i++ {
+			if i > 0 && i%256 == 0 {
+				if err = c.g.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout)); err != nil {
 					break
 				}
 			}
-			err = write(m)
+			err = c.g.writeMessage(batch[i])
 		}
 		if err == nil {
 			select {
@@ -153,12 +183,12 @@ func (c *conn) writeLoop() {
 		if err == nil {
 			err = c.g.Flush()
 		}
+		c.recycle(batch)
+		// An idle connection holds no write buffer; the pool hands it
+		// to the next connection with something to write.
+		c.g.release()
 		if err != nil {
 			c.abort(fmt.Errorf("write to %s: %w", c.g.RemoteAddr(), err))
-			return
-		}
-		if draining {
-			c.shutdown(ErrClosed)
 			return
 		}
 	}

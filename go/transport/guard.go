@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 )
 
@@ -53,15 +54,24 @@ const (
 //   - reads are unbuffered in zmq4 (two or three read syscalls per frame), so
 //     the guard reads through a bufio.Reader;
 //   - zmq4 writes every frame with two writes, so after the handshake the
-//     guard collects writes in a bufio.Writer that the owner flushes once its
-//     send queue is empty.
+//     guard collects writes in a batch that the owner flushes once its send
+//     queue is empty: small frames are copied into a pooled buffer (held only
+//     while a batch is written, so an idle connection holds none), large
+//     ones are written from their own memory with the batch (writev).
 //
 // Only one goroutine reads and only one goroutine writes after the
 // handshake; during the handshake one goroutine does both.
 type guardConn struct {
 	net.Conn
 	br *bufio.Reader
-	bw *bufio.Writer
+
+	// The batch being written, owned by the writing goroutine: wbuf is
+	// a pooled buffer (nil between batches), wvec the segments ready to
+	// go (parts of wbuf and large frames), wseg the start in wbuf of the
+	// part not yet in wvec.
+	wbuf []byte
+	wvec net.Buffers
+	wseg int
 
 	maxFrame int64
 
@@ -82,11 +92,10 @@ type guardConn struct {
 	scratch []byte
 }
 
-func newGuardConn(c net.Conn, maxFrame int64, readBuf, writeBuf int) *guardConn {
+func newGuardConn(c net.Conn, maxFrame int64, readBuf int) *guardConn {
 	return &guardConn{
 		Conn:     c,
 		br:       bufio.NewReaderSize(c, readBuf),
-		bw:       bufio.NewWriterSize(c, writeBuf),
 		maxFrame: maxFrame,
 		st:       stGreeting,
 		remain:   greetingSize,
@@ -100,16 +109,100 @@ func (g *guardConn) establish(onPing func(context []byte)) {
 }
 
 // Write implements net.Conn. During the handshake it writes through (zmq4
-// waits for the peer's answer after each write); afterwards it buffers.
+// waits for the peer's answer after each write); afterwards it adds to the
+// batch (zmq4 writes a PONG this way, from the writer goroutine).
 func (g *guardConn) Write(p []byte) (int, error) {
 	if !g.established.Load() {
 		return g.Conn.Write(p)
 	}
-	return g.bw.Write(p)
+	if err := g.bufAppend(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
-// Flush sends what the writer goroutine has buffered.
-func (g *guardConn) Flush() error { return g.bw.Flush() }
+// Frames of at least largeFrame bytes are not copied into the batch buffer
+// but written from their own memory; a batch holding maxSegments segments
+// is written out before it grows further.
+const (
+	largeFrame  = 2 << 10
+	maxSegments = 256
+)
+
+var writeBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, writeBufferSize)
+	return &b
+}}
+
+// bufAppend copies p into the batch, writing the batch out when the
+// buffer is full.
+func (g *guardConn) bufAppend(p []byte) error {
+	for len(p) > 0 {
+		if g.wbuf == nil {
+			g.wbuf = *writeBufs.Get().(*[]byte)
+		}
+		if len(g.wbuf) == cap(g.wbuf) {
+			if err := g.Flush(); err != nil {
+				return err
+			}
+		}
+		n := copy(g.wbuf[len(g.wbuf):cap(g.wbuf)], p)
+		g.wbuf = g.wbuf[:len(g.wbuf)+n]
+		p = p[n:]
+	}
+	return nil
+}
+
+// appendLarge adds p to the batch without copying it; p must stay
+// unchanged until the next Flush (transport callers never modify frames
+// they sent).
+func (g *guardConn) appendLarge(p []byte) error {
+	g.closeSegment()
+	g.wvec = append(g.wvec, p)
+	if len(g.wvec) >= maxSegments {
+		return g.Flush()
+	}
+	return nil
+}
+
+func (g *guardConn) closeSegment() {
+	if g.wseg < len(g.wbuf) {
+		g.wvec = append(g.wvec, g.wbuf[g.wseg:len(g.wbuf):len(g.wbuf)])
+		g.wseg = len(g.wbuf)
+	}
+}
+
+// Flush writes the batch: one write, or one writev when it holds large
+// frames.
+func (g *guardConn) Flush() error {
+	g.closeSegment()
+	var err error
+	switch len(g.wvec) {
+	case 0:
+	case 1:
+		_, err = g.Conn.Write(g.wvec[0])
+	default:
+		v := g.wvec // WriteTo consumes its receiver
+		_, err = v.WriteTo(g.Conn)
+	}
+	clear(g.wvec) // drop the references to large frames
+	g.wvec = g.wvec[:0]
+	g.wbuf = g.wbuf[:0]
+	g.wseg = 0
+	return err
+}
+
+// release returns the batch buffer to the pool; call it after Flush.
+func (g *guardConn) release() {
+	if g.wbuf != nil {
+		b := g.wbuf[:0]
+		g.wbuf = nil
+		writeBufs.Put(&b)
+	}
+	if cap(g.wvec) > maxSegments {
+		g.wvec = nil
+	}
+}
 
 // Read implements net.Conn for zmq4: it returns the incoming byte stream,
 // less post-handshake command frames, and fails on an oversized frame before
@@ -241,6 +334,10 @@ func (g *guardConn) swallowCommand(flag byte) error {
 	return nil
 }
 
+// maxKeptScratch bounds the read buffer a connection keeps between
+// messages.
+const maxKeptScratch = 64 << 10
+
 // messageSlack is what a whole message may carry beyond the maximum frame
 // size: the routing id, op, request id and the empty frame around a payload.
 const messageSlack = 64 << 10
@@ -306,7 +403,10 @@ func (g *guardConn) readMessage() ([][]byte, error) {
 		n := int(size)
 		start := len(g.scratch)
 		if cap(g.scratch)-start < n {
-			grown := make([]byte, start, 2*start+n)
+			// Exactly what this frame needs beyond the doubling: the
+			// last frame (the payload) is the large one, and a large
+			// message keeps this buffer.
+			grown := make([]byte, start, max(2*cap(g.scratch), start+n, 512))
 			copy(grown, g.scratch)
 			g.scratch = grown
 		}
@@ -320,16 +420,23 @@ func (g *guardConn) readMessage() ([][]byte, error) {
 			break
 		}
 	}
-	slab := make([]byte, total)
-	copy(slab, g.scratch)
+	var slab []byte
+	if cap(g.scratch) > maxKeptScratch {
+		// A large message keeps the buffer it was read into: no
+		// second copy, and no large buffer kept per connection (with
+		// a thousand clients receiving large events, that was most
+		// of a process's memory).
+		slab = g.scratch[:total:total]
+		g.scratch = nil
+	} else {
+		slab = make([]byte, total)
+		copy(slab, g.scratch)
+	}
 	frames := make([][]byte, len(spans))
 	off := int64(0)
 	for i, n := range spans {
 		frames[i] = slab[off : off+n : off+n]
 		off += n
-	}
-	if cap(g.scratch) > 1<<20 {
-		g.scratch = nil // do not keep a huge buffer for one big message
 	}
 	return frames, nil
 }
@@ -353,10 +460,16 @@ func (g *guardConn) writeMessage(frames [][]byte) error {
 			hdr[0] = flag
 			hdr[1] = byte(len(f))
 		}
-		if _, err := g.bw.Write(hdr[:n]); err != nil {
+		if err := g.bufAppend(hdr[:n]); err != nil {
 			return err
 		}
-		if _, err := g.bw.Write(f); err != nil {
+		var err error
+		if len(f) >= largeFrame {
+			err = g.appendLarge(f)
+		} else {
+			err = g.bufAppend(f)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -83,7 +83,7 @@ func TestGuardStripsCommandsAndPassesFrames(t *testing.T) {
 	want = append(want, last...)
 
 	// One byte at a time: the state machine must not depend on chunking.
-	g := newGuardConn(streamConn{r: iotest.OneByteReader(bytes.NewReader(stream))}, 1<<20, 16, 16)
+	g := newGuardConn(streamConn{r: iotest.OneByteReader(bytes.NewReader(stream))}, 1<<20, 16)
 	head := make([]byte, greetingSize)
 	_, err := io.ReadFull(g, head)
 	require.NoError(t, err)
@@ -100,7 +100,7 @@ func TestGuardStopsOversizeBeforeTheSizeIsComplete(t *testing.T) {
 	hdr[0] = flagLong
 	binary.BigEndian.PutUint64(hdr[1:], 1<<40)
 	stream := append(bytes.Repeat([]byte{0}, greetingSize), hdr...)
-	g := newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1<<20, 4096, 16)
+	g := newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1<<20, 4096)
 	g.establish(nil)
 	got, err := io.ReadAll(g)
 	require.ErrorIs(t, err, ErrFrameTooLarge)
@@ -110,7 +110,7 @@ func TestGuardStopsOversizeBeforeTheSizeIsComplete(t *testing.T) {
 
 func TestGuardRejectsHugeCommand(t *testing.T) {
 	stream := append(bytes.Repeat([]byte{0}, greetingSize), command("PING", make([]byte, 1000))...)
-	g := newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1<<20, 4096, 16)
+	g := newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1<<20, 4096)
 	g.establish(nil)
 	_, err := io.ReadAll(g)
 	assert.True(t, errors.Is(err, errBadCommand), "got %v", err)
@@ -191,7 +191,7 @@ func FuzzGuardedRead(f *testing.F) {
 	const limit = 4096
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := append(routerPreamble(), data...)
-		g := newGuardConn(streamConn{r: bytes.NewReader(in)}, limit, 512, 512)
+		g := newGuardConn(streamConn{r: bytes.NewReader(in)}, limit, 512)
 		_, err := zmq4.Open(g, nullSecurity(), zmq4.Dealer, nil, false, nil)
 		require.NoError(t, err)
 		g.establish(func([]byte) {})
@@ -237,7 +237,7 @@ func FuzzCodecMatchesZmq4(f *testing.F) {
 		require.NoError(t, err)
 		wire.Reset()
 		require.NoError(t, zc.SendMsg(zmq4.NewMsgFrom(frames...)))
-		g := newGuardConn(streamConn{r: bytes.NewReader(wire.Bytes())}, 1<<20, 512, 512)
+		g := newGuardConn(streamConn{r: bytes.NewReader(wire.Bytes())}, 1<<20, 512)
 		g.st = stFlag
 		g.establish(nil)
 		got, err := g.readMessage()
@@ -249,8 +249,7 @@ func FuzzCodecMatchesZmq4(f *testing.F) {
 
 		// ours → zmq4.
 		var out bytes.Buffer
-		w := newGuardConn(recordingConn{streamConn{}, &out}, 1<<20, 512, 512)
-		w.bw.Reset(&out)
+		w := newGuardConn(recordingConn{streamConn{}, &out}, 1<<20, 512)
 		require.NoError(t, w.writeMessage(frames))
 		require.NoError(t, w.Flush())
 		zr, err := zmq4.Open(streamConn{r: bytes.NewReader(append(routerPreamble(), out.Bytes()...))}, nullSecurity(), zmq4.Dealer, nil, false, nil)
@@ -269,7 +268,7 @@ func TestMessageSizeAndFrameCountBounds(t *testing.T) {
 	for i := 0; i < maxFramesPerMessage+1; i++ {
 		stream = append(stream, frame(flagMore, nil)...)
 	}
-	g := newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1<<20, 4096, 16)
+	g := newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1<<20, 4096)
 	g.st = stFlag
 	g.establish(nil)
 	_, err := g.readMessage()
@@ -281,9 +280,41 @@ func TestMessageSizeAndFrameCountBounds(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		stream = append(stream, frame(flagMore, big)...)
 	}
-	g = newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1024, 4096, 16)
+	g = newGuardConn(streamConn{r: bytes.NewReader(stream)}, 1024, 4096)
 	g.st = stFlag
 	g.establish(nil)
 	_, err = g.readMessage()
 	assert.ErrorIs(t, err, ErrFrameTooLarge)
+}
+
+// The batch writer copies small frames, references large ones and writes
+// out when its buffer or its segment list is full: whatever the mix, the
+// bytes on the wire are the frames in order.
+func TestBatchWriterKeepsOrderAcrossBufferAndLargeFrames(t *testing.T) {
+	var out bytes.Buffer
+	w := newGuardConn(recordingConn{streamConn{}, &out}, 1<<30, 512)
+	var want bytes.Buffer
+	add := func(frames ...[]byte) {
+		require.NoError(t, w.writeMessage(frames))
+		for i, f := range frames {
+			flags := byte(0)
+			if i < len(frames)-1 {
+				flags = flagMore
+			}
+			want.Write(frame(flags, f))
+		}
+	}
+	sized := func(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
+	add([]byte("1"), sized(largeFrame, 'a'), []byte("x"))
+	add(sized(70000, 'b'))
+	for i := 0; i < 2*maxSegments; i++ { // forces flushes on the segment bound
+		add([]byte{byte(i)}, sized(largeFrame+i, byte(i)))
+	}
+	for i := 0; i < 3000; i++ { // 45 KB of small frames: the buffer fills
+		add([]byte("2"), []byte("id-0123456789"))
+	}
+	require.NoError(t, w.Flush())
+	w.release()
+	assert.True(t, bytes.Equal(want.Bytes(), out.Bytes()), "wire bytes differ (%d vs %d bytes)", out.Len(), want.Len())
+	assert.Nil(t, w.wbuf, "released")
 }

@@ -34,7 +34,7 @@ const (
 	DefaultSendQueue        = 4096
 
 	readBufferSize  = 32 << 10
-	writeBufferSize = 32 << 10
+	writeBufferSize = 32 << 10 // the pooled batch buffer
 )
 
 // Errors returned to callers of Send.
