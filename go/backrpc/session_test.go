@@ -512,3 +512,25 @@ func userGoroutines() int {
 	}
 	return n
 }
+
+func TestClientEventsValidatedUnlessUnchecked(t *testing.T) {
+	s := listenServer(t, "127.0.0.1:0", ServerOptions{}, ServerHandler{})
+	checked := make(chan string, 4)
+	unchecked := make(chan string, 4)
+	c1 := dialClient(t, s.Addr().String(), ClientOptions{}, ClientHandler{
+		OnEvent: func(p json.RawMessage) { checked <- string(p) },
+	})
+	c2 := dialClient(t, s.Addr().String(), ClientOptions{}, ClientHandler{
+		OnEvent:         func(p json.RawMessage) { unchecked <- string(p) },
+		UncheckedEvents: true,
+	})
+	require.NoError(t, c1.WaitConnected(testCtx(t)))
+	require.NoError(t, c2.WaitConnected(testCtx(t)))
+	for _, c := range []*Client{c1, c2} {
+		require.NoError(t, s.SendEvent(c.ID(), json.RawMessage(`{not json`)))
+		require.NoError(t, s.SendEvent(c.ID(), json.RawMessage(`{"n":1}`)))
+	}
+	assert.Equal(t, `{"n":1}`, <-checked, "the bad event is dropped")
+	assert.Equal(t, `{not json`, <-unchecked, "the handler sees what came")
+	assert.Equal(t, `{"n":1}`, <-unchecked)
+}

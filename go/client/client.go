@@ -200,10 +200,11 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	}
 	// Following references comes first, before any user handler sees the
 	// event.
-	c.events.subscribe(c.followEvent)
+	c.events.first = c.followEvent
 	rpc, err := backrpc.Dial(addr, c.rpcOptions(o.clientID), backrpc.ClientHandler{
 		HandleRequest:   c.handleBackRequest,
 		OnEvent:         c.onRawEvent,
+		UncheckedEvents: true, // onRawEvent decodes (validates) what it reads
 		OnServerChanged: c.onServerChanged,
 		OnDisconnect:    c.onDisconnect,
 	})
@@ -372,13 +373,37 @@ func (c *Client) Events() <-chan network.Event { return c.events.channel() }
 // DroppedEvents counts the events the Events channel had no room for.
 func (c *Client) DroppedEvents() uint64 { return c.events.dropped.Load() }
 
+// onRawEvent decodes a network event. Every client receives every event,
+// so with many containers and many clients decoding them all is what a
+// client spends most on: without subscribers only the entries this client
+// acts on (agents, containers it holds or waits for, containers removed or
+// updated) are decoded, and the partial event goes to followEvent alone.
 func (c *Client) onRawEvent(payload json.RawMessage) {
+	if !c.events.hasSubscribers() {
+		ev, err := scanEvent(payload, c.needsContainer)
+		if err != nil {
+			c.log.WithError(err).Debug("dropping network event that does not decode")
+			return
+		}
+		if !ev.Empty() {
+			c.events.pushInternal(ev)
+		}
+		return
+	}
 	var ev network.Event
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		c.log.WithError(err).Debug("dropping network event that does not decode")
 		return
 	}
 	c.events.push(ev)
+}
+
+// needsContainer reports whether followEvent or a waiting Get may act on
+// an event about the container.
+func (c *Client) needsContainer(uuid []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refs[string(uuid)] != nil || c.uuidWake[string(uuid)] != nil
 }
 
 // ---- hosting agents ----

@@ -13,15 +13,25 @@ import (
 // subscriber channel that is full drops instead (and counts it), so that one
 // reader who stopped reading cannot stall the others.
 type queue[T any] struct {
-	mu       sync.Mutex
-	items    []T
-	signal   chan struct{} // cap 1: "there is something"
+	mu     sync.Mutex
+	items  []queued[T]
+	signal chan struct{} // cap 1: "there is something"
+	// first sees every value before the handlers do: the owner's own
+	// handling, which must come first.
+	first    func(T)
 	handlers []handlerEntry[T]
 	nextID   int
 	ch       chan T // created by channel(); closed when run returns
 	chSize   int
 	done     bool
 	dropped  atomic.Uint64
+}
+
+// queued is a value; an internal one (a partial value only the owner
+// can use) reaches first alone.
+type queued[T any] struct {
+	v        T
+	internal bool
 }
 
 type handlerEntry[T any] struct {
@@ -37,18 +47,30 @@ func newQueue[T any](chSize int) *queue[T] {
 }
 
 // push queues v; it never blocks.
-func (q *queue[T]) push(v T) {
+func (q *queue[T]) push(v T) { q.add(queued[T]{v: v}) }
+
+// pushInternal queues v for first only.
+func (q *queue[T]) pushInternal(v T) { q.add(queued[T]{v: v, internal: true}) }
+
+func (q *queue[T]) add(it queued[T]) {
 	q.mu.Lock()
 	if q.done {
 		q.mu.Unlock()
 		return
 	}
-	q.items = append(q.items, v)
+	q.items = append(q.items, it)
 	q.mu.Unlock()
 	select {
 	case q.signal <- struct{}{}:
 	default:
 	}
+}
+
+// hasSubscribers reports whether anyone besides first receives values.
+func (q *queue[T]) hasSubscribers() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.handlers) > 0 || q.ch != nil
 }
 
 // subscribe adds fn; the returned function removes it.
@@ -111,13 +133,19 @@ func (q *queue[T]) run(ctx context.Context) {
 			if len(items) == 0 {
 				break
 			}
-			for _, v := range items {
+			for _, it := range items {
+				if q.first != nil {
+					q.first(it.v)
+				}
+				if it.internal {
+					continue
+				}
 				for _, h := range handlers {
-					h.fn(v)
+					h.fn(it.v)
 				}
 				if ch != nil {
 					select {
-					case ch <- v:
+					case ch <- it.v:
 					default:
 						q.dropped.Add(1)
 					}
