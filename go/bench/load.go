@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -98,6 +99,9 @@ type ConnectOptions struct {
 	CallTimeout time.Duration
 	// ServerPID, when set, is sampled while every client is connected.
 	ServerPID int
+	// Hold keeps every client connected this long after the last has
+	// connected, e.g. to inspect the server meanwhile.
+	Hold time.Duration
 }
 
 // ConnectResult is what RunConnect measured.
@@ -109,6 +113,10 @@ type ConnectResult struct {
 	FirstError string  `json:"first_error,omitempty"`
 	// ServerMemory is the server's memory with every client connected.
 	ServerMemory *Memory `json:"server_memory,omitempty"`
+	// CPU time per connect: of this process (the client library), and of
+	// the server when ServerPID is given.
+	ClientCPUPerConnectMS float64 `json:"client_cpu_per_connect_ms"`
+	ServerCPUPerConnectMS float64 `json:"server_cpu_per_connect_ms,omitempty"`
 }
 
 // RunConnect connects clients to the network server at addr one after
@@ -123,6 +131,11 @@ func RunConnect(ctx context.Context, addr string, o ConnectOptions) (ConnectResu
 	defer func() { closeAll(clients, o.CallTimeout) }()
 	var errs errorTally
 	lat := make([]time.Duration, 0, o.Clients)
+	selfCPU0 := selfCPUSeconds()
+	var srvCPU0 float64
+	if o.ServerPID > 0 {
+		srvCPU0, _ = cpuSeconds(o.ServerPID)
+	}
 	start := time.Now()
 	for i := 0; i < o.Clients; i++ {
 		if ctx.Err() != nil {
@@ -138,11 +151,27 @@ func RunConnect(ctx context.Context, addr string, o ConnectOptions) (ConnectResu
 		clients = append(clients, c)
 	}
 	res.Seconds = roundTo(time.Since(start).Seconds(), 6)
+	if n := len(lat); n > 0 {
+		res.ClientCPUPerConnectMS = roundTo((selfCPUSeconds()-selfCPU0)/float64(n)*1000, 4)
+		if o.ServerPID > 0 {
+			if c, err := cpuSeconds(o.ServerPID); err == nil {
+				res.ServerCPUPerConnectMS = roundTo((c-srvCPU0)/float64(n)*1000, 4)
+			}
+		}
+	}
 	res.Connect = Summarize(lat)
 	res.Errors, res.FirstError = errs.count(), errs.firstText()
 	if o.ServerPID > 0 {
 		if m, err := ReadMemory(o.ServerPID); err == nil {
 			res.ServerMemory = &m
+		}
+	}
+	if o.Hold > 0 {
+		t := time.NewTimer(o.Hold)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
 		}
 	}
 	return res, nil
@@ -381,4 +410,13 @@ func (res *ScaleResult) countAgents(ctx context.Context, clients []*client.Clien
 		return fmt.Errorf("the network lists %d of the %d containers", found, o.Containers)
 	}
 	return nil
+}
+
+// selfCPUSeconds is the user+system CPU time of this process so far.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

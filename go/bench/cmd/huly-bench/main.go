@@ -142,6 +142,7 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.Clients, "clients", 1000, "clients to connect, one after another")
 	fs.DurationVar(&o.CallTimeout, "timeout", bench.DefaultCallTimeout, "bound of each connect")
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "sample this process's memory while every client is connected")
+	fs.DurationVar(&o.Hold, "hold", 0, "keep the clients connected this long after the last connected")
 	profile := fs.String("cpuprofile", "", "write this tool's own CPU profile here")
 	if err := parse(fs, args); err != nil {
 		return err
