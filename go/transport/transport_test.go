@@ -438,3 +438,65 @@ func TestParseAddr(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+// Concurrent senders to a reader slower than they are: the socket fills,
+// batches queue up behind it, and still every message arrives once and
+// each sender's messages arrive in order.
+func TestConcurrentSendersKeepOrderBehindASlowReader(t *testing.T) {
+	const senders, perSender, probe = 8, 400, 255
+	r, err := Listen("tcp://127.0.0.1:0", RouterHandler{OnMessage: func(PeerID, [][]byte) {}}, Options{SendQueue: senders * perSender})
+	require.NoError(t, err)
+	defer r.Close()
+
+	gotAll := make(chan error, 1)
+	release := make(chan struct{})
+	next := make([]int, senders)
+	n := 0
+	d := Dial(r.Addr().String(), DealerHandler{OnMessage: func(frames [][]byte) {
+		if frames[0][0] == probe {
+			return
+		}
+		if n == 0 {
+			<-release // let the socket buffers fill first
+		}
+		s, seq := int(frames[0][0]), int(binary.BigEndian.Uint32(frames[1]))
+		if seq != next[s] {
+			gotAll <- fmt.Errorf("sender %d: got %d, want %d", s, seq, next[s])
+			return
+		}
+		next[s]++
+		if n++; n == senders*perSender {
+			gotAll <- nil
+		}
+	}}, DealerOptions{Identity: []byte("reader")})
+	defer d.Close()
+	// The router learns the reader's identity from its first message.
+	require.Eventually(t, func() bool {
+		_ = d.Send([]byte("hello"))
+		return r.Send("reader", []byte{probe}) == nil
+	}, waitFor, tick)
+
+	body := make([]byte, 6<<10) // 19 MB in all: more than the socket buffers hold
+	var wg sync.WaitGroup
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perSender; i++ {
+				seq := binary.BigEndian.AppendUint32(nil, uint32(i))
+				if err := r.Send("reader", []byte{byte(s)}, seq, body); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(release)
+	select {
+	case err := <-gotAll:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("not every message arrived")
+	}
+}
