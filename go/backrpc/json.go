@@ -205,13 +205,16 @@ func EncodeHelloPayload(aliveTimeout time.Duration) []byte {
 // false when the payload has no usable positive number (the caller then uses
 // its default, as the reference does); other fields are ignored.
 func ParseHelloPayload(p []byte) (time.Duration, bool) {
-	var h struct {
-		AliveTimeout *float64 `json:"aliveTimeout"`
+	secs, ok := parseHelloFast(p)
+	if !ok {
+		var h struct {
+			AliveTimeout *float64 `json:"aliveTimeout"`
+		}
+		if err := json.Unmarshal(p, &h); err != nil || h.AliveTimeout == nil {
+			return 0, false
+		}
+		secs = *h.AliveTimeout
 	}
-	if err := json.Unmarshal(p, &h); err != nil || h.AliveTimeout == nil {
-		return 0, false
-	}
-	secs := *h.AliveTimeout
 	if !(secs > 0) || math.IsInf(secs, 0) {
 		return 0, false
 	}
@@ -219,6 +222,24 @@ func ParseHelloPayload(p []byte) (time.Duration, bool) {
 		return maxAliveTimeout, true
 	}
 	return time.Duration(secs * float64(time.Second)), true
+}
+
+// parseHelloFast reads the hello every client sends, exactly
+// {"aliveTimeout":N}, without reflection (it is decoded on the new
+// connection's goroutine, whose stack the reflection decoder grew); it
+// reports false for anything else, which the decoder then reads.
+func parseHelloFast(p []byte) (float64, bool) {
+	const prefix = `{"aliveTimeout":`
+	if len(p) < len(prefix)+2 || string(p[:len(prefix)]) != prefix || p[len(p)-1] != '}' {
+		return 0, false
+	}
+	num := p[len(prefix) : len(p)-1]
+	// A JSON number (json.Valid), as encoding/json would read it.
+	if len(num) == 0 || (num[0] != '-' && (num[0] < '0' || num[0] > '9')) || !json.Valid(num) {
+		return 0, false
+	}
+	secs, err := strconv.ParseFloat(string(num), 64)
+	return secs, err == nil
 }
 
 // maxRetryTicks bounds the wait a retry payload can ask for.

@@ -3,7 +3,9 @@ package backrpc
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -116,4 +118,53 @@ func BenchmarkEncodeRequestPayload(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+var helloPayloads = []string{
+	`{"aliveTimeout":3}`, `{"aliveTimeout":0.25}`, `{"aliveTimeout":-1}`, `{"aliveTimeout":1e400}`,
+	`{"aliveTimeout":"3"}`, `{"aliveTimeout":null}`, `{"aliveTimeout":3,"x":1}`, `{"aliveTimeout":3 }`,
+	`{"aliveTimeout":true}`, `{"aliveTimeout":[1]}`, `{"aliveTimeout":01}`, `{"aliveTimeout":1.}`, `{}`, ``,
+	`{"aliveTimeout":3}}`, `{"aliveTimeout":{}}`, `{"AliveTimeout":5}`, `{"aliveTimeout":31536001}`,
+}
+
+// parseHelloSlow is the encoding/json reading the fast path must agree with.
+func parseHelloSlow(p []byte) (time.Duration, bool) {
+	var h struct {
+		AliveTimeout *float64 `json:"aliveTimeout"`
+	}
+	if err := json.Unmarshal(p, &h); err != nil || h.AliveTimeout == nil {
+		return 0, false
+	}
+	secs := *h.AliveTimeout
+	if !(secs > 0) || math.IsInf(secs, 0) {
+		return 0, false
+	}
+	if secs >= maxAliveTimeout.Seconds() {
+		return maxAliveTimeout, true
+	}
+	return time.Duration(secs * float64(time.Second)), true
+}
+
+func checkHelloAgrees(t *testing.T, p []byte) {
+	d1, ok1 := ParseHelloPayload(p)
+	d2, ok2 := parseHelloSlow(p)
+	if d1 != d2 || ok1 != ok2 {
+		t.Fatalf("%q: got (%v, %v), encoding/json (%v, %v)", p, d1, ok1, d2, ok2)
+	}
+}
+
+func TestParseHelloPayloadAgreesWithEncodingJSON(t *testing.T) {
+	for _, p := range helloPayloads {
+		checkHelloAgrees(t, []byte(p))
+	}
+	d, ok := ParseHelloPayload(EncodeHelloPayload(1500 * time.Millisecond))
+	assert.True(t, ok)
+	assert.Equal(t, 1500*time.Millisecond, d)
+}
+
+func FuzzParseHelloPayload(f *testing.F) {
+	for _, p := range helloPayloads {
+		f.Add([]byte(p))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) { checkHelloAgrees(t, p) })
 }
