@@ -51,6 +51,10 @@ func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, 
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	zc, err := zmq4.Open(g, nullSecurity(), typ, zmq4.SocketIdentity(id), server, nil)
+	if err == nil {
+		err = g.flushHandshake()
+		g.hs = nil
+	}
 	stop()
 	if err != nil {
 		return nil, fmt.Errorf("zmtp handshake with %s: %w", c.RemoteAddr(), err)

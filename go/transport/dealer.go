@@ -143,10 +143,7 @@ func (d *Dealer) connect() (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", d.addr, err)
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-		_ = tc.SetKeepAlive(true)
-	}
+	// Go's dialer already set TCP_NODELAY and keepalive.
 	cn, err := handshake(dctx, nc, zmq4.Dealer, d.opts.Identity, false, d.opts.Options)
 	if err != nil {
 		_ = nc.Close()

@@ -73,6 +73,11 @@ type guardConn struct {
 	wvec net.Buffers
 	wseg int
 
+	// hs collects zmq4's handshake writes until it next reads: its
+	// greeting and READY command go out in one write each instead of
+	// one per header and body.
+	hs []byte
+
 	maxFrame int64
 
 	// established is set once zmq4.Open has returned: from then on commands
@@ -113,7 +118,10 @@ func (g *guardConn) establish(onPing func(context []byte)) {
 // batch (zmq4 writes a PONG this way, from the writer goroutine).
 func (g *guardConn) Write(p []byte) (int, error) {
 	if !g.established.Load() {
-		return g.Conn.Write(p)
+		// zmq4 reads the peer's answer after each step: held until
+		// that read (Read flushes), or until the handshake ends.
+		g.hs = append(g.hs, p...)
+		return len(p), nil
 	}
 	if err := g.bufAppend(p); err != nil {
 		return 0, err
@@ -172,6 +180,16 @@ func (g *guardConn) closeSegment() {
 	}
 }
 
+// flushHandshake writes what the handshake has said so far.
+func (g *guardConn) flushHandshake() error {
+	if len(g.hs) == 0 {
+		return nil
+	}
+	_, err := g.Conn.Write(g.hs)
+	g.hs = g.hs[:0]
+	return err
+}
+
 // Flush writes the batch: one write, or one writev when it holds large
 // frames.
 func (g *guardConn) Flush() error {
@@ -208,6 +226,9 @@ func (g *guardConn) release() {
 // less post-handshake command frames, and fails on an oversized frame before
 // zmq4 has the complete size field.
 func (g *guardConn) Read(p []byte) (int, error) {
+	if err := g.flushHandshake(); err != nil {
+		return 0, err
+	}
 	n := 0
 	for n < len(p) {
 		// Never block once we have something to return.

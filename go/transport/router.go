@@ -157,10 +157,9 @@ func (r *Router) acceptLoop() {
 		}
 		backoff = 0
 		r.accepted.Add(1)
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetKeepAlive(true)
-			_ = tc.SetNoDelay(true)
-		}
+		// No SetNoDelay/SetKeepAlive: Go's TCP accept already sets
+		// both (also on a listener systemd passed), and the two extra
+		// system calls were part of every connect.
 		r.wg.Add(1)
 		go r.serveConn(c)
 	}
