@@ -160,6 +160,7 @@ type Client struct {
 	addr string
 
 	hello     [][]byte
+	helloSent bool // the transport sends hello on every connection
 	pingMsg   [][]byte
 	closeMsg  [][]byte
 	dialed    chan struct{} // closed once d is set
@@ -195,11 +196,16 @@ func Dial(addr string, opts ClientOptions, h ClientHandler) (*Client, error) {
 		return nil, err
 	}
 	c := newClient(addr, opts, h)
+	// The transport sends our hello with its handshake, a round trip
+	// sooner than onConnect could.
+	topts := c.opts.Transport
+	topts.Hello = c.hello
+	c.helloSent = true
 	d := transport.Dial(addr, transport.DealerHandler{
 		OnConnect:    c.onConnect,
 		OnMessage:    c.handleMessage,
 		OnDisconnect: c.onDisconnect,
-	}, c.opts.Transport)
+	}, topts)
 	c.attach(d)
 	return c, nil
 }
@@ -438,7 +444,9 @@ func (c *Client) onConnect() {
 	c.connected = true
 	c.mu.Unlock()
 	c.lastRecv.Store(time.Now().UnixNano())
-	c.sendHello()
+	if !c.helloSent {
+		c.sendHello()
+	}
 }
 
 func (c *Client) sendHello() {

@@ -40,8 +40,16 @@ type conn struct {
 // handshake timeout, and returns the established connection with its writer
 // running. It runs on the connection's own goroutine, so a silent peer
 // delays nobody else.
-func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, server bool, opts Options) (*conn, error) {
+//
+// A hello (the frames of a first message) is sent in the same write as the
+// handshake's READY command, without waiting for the peer's READY: the
+// peer reads it right after that command, and the round trip a message
+// sent after the handshake would wait for is saved.
+func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, server bool, opts Options, hello ...[]byte) (*conn, error) {
 	g := newGuardConn(c, opts.MaxFrameSize, readBufferSize)
+	if len(hello) > 0 {
+		g.early = appendMessage(nil, hello)
+	}
 	deadline := time.Now().Add(opts.HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -53,7 +61,11 @@ func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, 
 	zc, err := zmq4.Open(g, nullSecurity(), typ, zmq4.SocketIdentity(id), server, nil)
 	if err == nil {
 		err = g.flushHandshake()
-		g.hs = nil
+		if err == nil && g.early != nil {
+			// zmq4 read nothing after its READY: send the hello now.
+			_, err = c.Write(g.early)
+		}
+		g.hs, g.early = nil, nil
 	}
 	stop()
 	if err != nil {

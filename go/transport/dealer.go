@@ -19,6 +19,11 @@ type DealerOptions struct {
 	// Identity is the routing id announced to the ROUTER; empty announces
 	// none (as the TypeScript client does) and the ROUTER assigns one.
 	Identity []byte
+	// Hello, when set, is the first message of every connection: it is
+	// sent with the handshake's last command instead of after the
+	// handshake, which saves a round trip per connection. Send it with
+	// Send instead and it is sent twice.
+	Hello [][]byte
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts; it doubles from the first to the second. Defaults 50ms, 2s.
 	MinBackoff time.Duration
@@ -144,7 +149,7 @@ func (d *Dealer) connect() (*conn, error) {
 		return nil, fmt.Errorf("dial %s: %w", d.addr, err)
 	}
 	// Go's dialer already set TCP_NODELAY and keepalive.
-	cn, err := handshake(dctx, nc, zmq4.Dealer, d.opts.Identity, false, d.opts.Options)
+	cn, err := handshake(dctx, nc, zmq4.Dealer, d.opts.Identity, false, d.opts.Options, d.opts.Hello...)
 	if err != nil {
 		_ = nc.Close()
 		return nil, err

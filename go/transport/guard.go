@@ -75,8 +75,12 @@ type guardConn struct {
 
 	// hs collects zmq4's handshake writes until it next reads: its
 	// greeting and READY command go out in one write each instead of
-	// one per header and body.
-	hs []byte
+	// one per header and body. early is a first message to send with the
+	// READY command (the flush after the greeting's); hsSent counts the
+	// handshake bytes written.
+	hs     []byte
+	early  []byte
+	hsSent int
 
 	maxFrame int64
 
@@ -185,7 +189,12 @@ func (g *guardConn) flushHandshake() error {
 	if len(g.hs) == 0 {
 		return nil
 	}
+	if g.early != nil && g.hsSent >= greetingSize {
+		g.hs = append(g.hs, g.early...)
+		g.early = nil
+	}
 	_, err := g.Conn.Write(g.hs)
+	g.hsSent += len(g.hs)
 	g.hs = g.hs[:0]
 	return err
 }
@@ -460,6 +469,24 @@ func (g *guardConn) readMessage() ([][]byte, error) {
 		off += n
 	}
 	return frames, nil
+}
+
+// appendMessage appends a message's frames as ZMTP 3 writes them.
+func appendMessage(dst []byte, frames [][]byte) []byte {
+	for i, f := range frames {
+		var flag byte
+		if i < len(frames)-1 {
+			flag = flagMore
+		}
+		if len(f) > 255 {
+			dst = append(dst, flag|flagLong)
+			dst = binary.BigEndian.AppendUint64(dst, uint64(len(f)))
+		} else {
+			dst = append(dst, flag, byte(len(f)))
+		}
+		dst = append(dst, f...)
+	}
+	return dst
 }
 
 // writeMessage encodes one message into the write buffer (ZMTP 3 frames,

@@ -87,3 +87,23 @@ func TestDealerAgainstLibzmqRouter(t *testing.T) {
 	require.True(t, sc.Scan())
 	assert.JSONEq(t, `{"identity":"`+"676f2d6465616c6572"+`"}`, sc.Text())
 }
+
+// A DEALER's hello travels with its READY command, before libzmq's READY
+// has arrived: libzmq must take it as the first message.
+func TestDealerHelloAgainstLibzmqRouter(t *testing.T) {
+	py := libzmqPython(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, "testdata/libzmq_peer.py", "router")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	require.True(t, sc.Scan(), "peer printed no port")
+	port := strings.TrimSpace(sc.Text())
+
+	d := dialPipe(t, "tcp://127.0.0.1:"+port, DealerOptions{Identity: []byte("go-dealer"), Hello: [][]byte{[]byte("hi"), []byte("there")}})
+	assert.Equal(t, [][]byte{[]byte("hi ok"), []byte("there ok")}, d.recv(t))
+}

@@ -500,3 +500,46 @@ func TestConcurrentSendersKeepOrderBehindASlowReader(t *testing.T) {
 		t.Fatal("not every message arrived")
 	}
 }
+
+func TestDealerHelloComesFirstOnEveryConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	got := make(chan string, 16)
+	onMessage := func(_ PeerID, f [][]byte) { got <- string(bytes.Join(f, []byte("|"))) }
+	r1 := NewRouter(ln, RouterHandler{OnMessage: onMessage}, Options{})
+
+	d := dialPipe(t, addr, DealerOptions{
+		Hello:      [][]byte{[]byte("0"), []byte("client-1"), []byte(`{"aliveTimeout":3}`)},
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	})
+	d.waitConnected(t)
+	require.NoError(t, d.Send([]byte("after")))
+	next := func() string {
+		select {
+		case m := <-got:
+			return m
+		case <-time.After(waitFor):
+			t.Fatal("no message")
+			return ""
+		}
+	}
+	assert.Equal(t, `0|client-1|{"aliveTimeout":3}`, next())
+	assert.Equal(t, "after", next())
+
+	// After a reconnection the hello comes first again.
+	require.NoError(t, r1.Close())
+	require.Eventually(t, func() bool { return !d.Connected() }, waitFor, tick)
+	var r2 *Router
+	require.Eventually(t, func() bool {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		r2 = NewRouter(ln, RouterHandler{OnMessage: onMessage}, Options{})
+		return true
+	}, waitFor, tick)
+	defer r2.Close()
+	d.waitConnected(t)
+	assert.Equal(t, `0|client-1|{"aliveTimeout":3}`, next())
+}
