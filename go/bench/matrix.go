@@ -544,9 +544,22 @@ func pprofTop(ctx context.Context, binary, file string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, goBin, "tool", "pprof", "-top", "-nodecount=35", binary, file).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go tool pprof: %w: %s", err, lastLines(string(out), 3))
+	var b strings.Builder
+	// By own time (where the CPU goes) and by cumulative time (which
+	// call paths it goes through).
+	for _, sortBy := range []string{"-flat", "-cum"} {
+		out, err := exec.CommandContext(ctx, goBin, "tool", "pprof", "-top", sortBy, "-nodecount=30", binary, file).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("go tool pprof: %w: %s", err, lastLines(string(out), 3))
+		}
+		if b.Len() > 0 {
+			// The header repeats; keep the table only.
+			if i := strings.Index(string(out), "      flat"); i >= 0 {
+				out = out[i:]
+			}
+			b.WriteString("\n")
+		}
+		b.Write(out)
 	}
-	return string(out), nil
+	return b.String(), nil
 }
