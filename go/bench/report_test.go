@@ -49,7 +49,7 @@ func sampleResult() *MatrixResult {
 func TestTargetsAreJudgedOnMedians(t *testing.T) {
 	m := sampleResult()
 	status := map[string]bool{}
-	for _, tg := range Targets {
+	for _, tg := range Targets(m.Options) {
 		status[tg.Metric+"@"+tg.Scenario] = m.Met(tg)
 	}
 	assert.False(t, status["rps@"+ScRoutedN100], "median 20,000 < 25,000")
@@ -61,7 +61,7 @@ func TestTargetsAreJudgedOnMedians(t *testing.T) {
 	assert.True(t, status["rss_idle_mb@"], "pooled idle median 11")
 	assert.True(t, status["hwm_mb@"+ScConnect])
 	assert.False(t, status["errors@"+ScScale], "a failed run fails the target")
-	assert.Equal(t, 11.0, m.TargetValue(Targets[6]).Median)
+	assert.Equal(t, 11.0, m.TargetValue(Targets(m.Options)[6]).Median)
 }
 
 func TestReportShowsMediansRatiosAndFailures(t *testing.T) {
@@ -78,7 +78,7 @@ func TestReportShowsMediansRatiosAndFailures(t *testing.T) {
 	assert.Contains(t, r, "## Failed runs")
 	assert.Contains(t, r, "scale: 2 errors, first: timeout")
 	assert.Contains(t, r, "main.hot")
-	assert.Equal(t, len(Targets), strings.Count(r, "| met |")+strings.Count(r, "| missed |")+strings.Count(r, "| not measured |"))
+	assert.Equal(t, len(Targets(sampleResult().Options)), strings.Count(r, "| met |")+strings.Count(r, "| missed |")+strings.Count(r, "| not measured |"))
 }
 
 func TestNumberFormatting(t *testing.T) {
@@ -92,4 +92,16 @@ func TestNumberFormatting(t *testing.T) {
 	assert.Equal(t, "—", spreadText(Spread{}))
 	assert.Equal(t, "3 (1–5)", spreadText(Spread{Median: 3, Min: 1, Max: 5, N: 3}))
 	assert.Equal(t, "3", spreadText(Spread{Median: 3, Min: 3, Max: 3, N: 3}))
+}
+
+func TestSmallerRunsAreNotJudged(t *testing.T) {
+	m := sampleResult()
+	m.Options.Connects = 200
+	m.Options.ScaleClients, m.Options.ScaleContainers, m.Options.ScaleAgents = 100, 1000, 3
+	var b strings.Builder
+	require.NoError(t, WriteReport(&b, m))
+	r := b.String()
+	assert.Contains(t, r, "| Client connect, average of 200 | ≤ 0.300 ms | 0.200 | 0.50 | 1.43 | not judged (smaller run) |")
+	assert.Contains(t, r, "1,000 containers / 3 agents / 100 clients: errors")
+	assert.NotContains(t, r, "10,000 containers")
 }
