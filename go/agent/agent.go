@@ -140,6 +140,11 @@ type Agent struct {
 	workers sync.WaitGroup
 	regSeq  uint64 // guarded by mu: registrations sent
 	regDone uint64 // guarded by mu: the newest registration applied
+	// regs counts registrations (ar) in flight; Close waits for them
+	// before it unregisters, or an ar the server handles after our au
+	// would register the agent again on a client that no longer hosts
+	// it (and, pinged by that client, it would never time out).
+	regs sync.WaitGroup
 
 	mu        sync.Mutex
 	closed    bool
@@ -461,6 +466,14 @@ func (a *Agent) RegisterWithNetwork(ctx context.Context) error {
 	// No lock is held across the call: after a server change the
 	// re-registration must not wait for an ar still pending at the old
 	// server (it is resent only after the re-registration).
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return fmt.Errorf("register agent %s: %w", a.id, ErrClosed)
+	}
+	a.regs.Add(1)
+	a.mu.Unlock()
+	defer a.regs.Done()
 	reg, seq := a.registration()
 	res, err := c.Call(ctx, "ar", reg)
 	if err != nil {
@@ -787,6 +800,15 @@ func (a *Agent) Close(ctx context.Context) error {
 	detach := a.detach
 	a.detach = nil
 	a.mu.Unlock()
+	// Let a registration already sent be answered before the au below
+	// (the server handles one client's requests concurrently, so only
+	// waiting for the answer orders them); its own deadline bounds it.
+	regsDone := make(chan struct{})
+	go func() { a.regs.Wait(); close(regsDone) }()
+	select {
+	case <-regsDone:
+	case <-ctx.Done():
+	}
 	a.cancel()
 
 	var errs []error

@@ -6,6 +6,7 @@ package clienttest
 import (
 	"context"
 	"io"
+	"os"
 	"testing"
 	"time"
 
@@ -30,6 +31,10 @@ const (
 // Quiet is a logger that discards everything.
 func Quiet() logrus.FieldLogger {
 	l := logrus.New()
+	if os.Getenv("HULY_TEST_LOG") != "" {
+		l.SetLevel(logrus.DebugLevel)
+		return l
+	}
 	l.SetOutput(io.Discard)
 	return l
 }
