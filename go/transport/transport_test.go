@@ -210,7 +210,9 @@ func TestOversizeFrameClosesOnlyThatConnection(t *testing.T) {
 
 	// Just over the limit is refused too; the limit itself passes.
 	bad2 := dialRaw(t, r.Addr(), "")
-	require.NoError(t, bad2.zc.SendMsg(zmq4.NewMsg(make([]byte, 1<<20+1))))
+	// The server may close on the header while the body is still being
+	// written, so the send itself can fail with a broken pipe.
+	_ = bad2.zc.SendMsg(zmq4.NewMsg(make([]byte, 1<<20+1)))
 	waitClosed(t, bad2.nc)
 	require.Eventually(t, func() bool { return r.Stats().OversizeFrames == 2 }, waitFor, tick)
 
