@@ -297,17 +297,8 @@ in
             default = "";
             description = "Address of the Prometheus metrics endpoint; empty for none. Never opened in the firewall.";
           };
-          log_level = mkOption {
-            type = hl.logLevel;
-            default = "info";
-            description = "Log level.";
-          };
-          log_format = mkOption {
-            type = hl.logFormat;
-            default = "auto";
-            description = "Log format; `auto` writes native journal fields when stderr is the journal.";
-          };
-        };
+        }
+        // hl.loggingOptions;
       };
     };
 

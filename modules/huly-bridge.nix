@@ -274,17 +274,8 @@ in
             default = "10s";
             description = "After SIGTERM, active connections may finish for this long.";
           };
-          log_level = mkOption {
-            type = hl.logLevel;
-            default = "info";
-            description = "Log level.";
-          };
-          log_format = mkOption {
-            type = hl.logFormat;
-            default = "auto";
-            description = "Log format; `auto` writes native journal fields when stderr is the journal.";
-          };
-        };
+        }
+        // hl.loggingOptions;
       };
     };
 

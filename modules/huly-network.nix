@@ -87,17 +87,8 @@ in
             example = "127.0.0.1:9137";
             description = "Address of the Prometheus metrics endpoint; empty for none. Never opened in the firewall.";
           };
-          log_level = mkOption {
-            type = hl.logLevel;
-            default = "info";
-            description = "Log level.";
-          };
-          log_format = mkOption {
-            type = hl.logFormat;
-            default = "auto";
-            description = "Log format; `auto` writes native journal fields when stderr is the journal.";
-          };
-        };
+        }
+        // hl.loggingOptions;
       };
     };
 

@@ -223,6 +223,20 @@ rec {
   };
 
   # The extraArgs option of every module.
+  # log_level and log_format, the same in every daemon's settings.
+  loggingOptions = {
+    log_level = lib.mkOption {
+      type = logLevel;
+      default = "info";
+      description = "Log level.";
+    };
+    log_format = lib.mkOption {
+      type = logFormat;
+      default = "auto";
+      description = "Log format; `auto` is `journal` (no timestamps, a syslog priority prefix per line) when stderr is the journal, `text` otherwise.";
+    };
+  };
+
   extraArgsOption = lib.mkOption {
     type = types.listOf types.str;
     default = [ ];
