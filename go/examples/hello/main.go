@@ -7,29 +7,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/huly-net/huly-net/go/client"
+	"github.com/huly-net/huly-net/go/examples/internal/example"
 )
 
-func main() {
-	addr := flag.String("network", "127.0.0.1:3737", "network server HOST:PORT")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := run(ctx, *addr, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "hello:", err)
-		os.Exit(1)
-	}
-}
+func main() { example.Main("hello", run) }
 
 func run(ctx context.Context, addr string, out io.Writer) error {
 	c, err := client.Dial(addr)

@@ -14,33 +14,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"sort"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/huly-net/huly-net/go/agent"
 	"github.com/huly-net/huly-net/go/client"
+	"github.com/huly-net/huly-net/go/examples/internal/example"
 	"github.com/huly-net/huly-net/go/network"
 )
 
-func main() {
-	addr := flag.String("network", "127.0.0.1:3737", "network server HOST:PORT")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := run(ctx, *addr, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "kvstore:", err)
-		os.Exit(1)
-	}
-}
+func main() { example.Main("kvstore", run) }
 
 // store is the container: one per uuid, so every uuid is its own store.
 // Operations take their arguments as a JSON array, as client.Call sends

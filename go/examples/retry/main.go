@@ -19,33 +19,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/huly-net/huly-net/go/agent"
 	"github.com/huly-net/huly-net/go/client"
+	"github.com/huly-net/huly-net/go/examples/internal/example"
 	"github.com/huly-net/huly-net/go/network"
 )
 
-func main() {
-	addr := flag.String("network", "127.0.0.1:3737", "network server HOST:PORT")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := run(ctx, *addr, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "retry:", err)
-		os.Exit(1)
-	}
-}
+func main() { example.Main("retry", run) }
 
 // flaky fails the first two calls of "work" as unavailable, then works;
 // "explode" always fails, for good.

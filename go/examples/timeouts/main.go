@@ -22,31 +22,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/huly-net/huly-net/go/agent"
 	"github.com/huly-net/huly-net/go/client"
+	"github.com/huly-net/huly-net/go/examples/internal/example"
 	"github.com/huly-net/huly-net/go/network"
 )
 
-func main() {
-	addr := flag.String("network", "127.0.0.1:3737", "network server HOST:PORT")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := run(ctx, *addr, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "timeouts:", err)
-		os.Exit(1)
-	}
-}
+func main() { example.Main("timeouts", run) }
 
 // sleeper answers "sleep" after the given number of milliseconds, or
 // earlier when its context ends.
