@@ -202,7 +202,7 @@ func (c *Client) getRetry(ctx context.Context, kind string, opts GetOptions) (uu
 			return "", "", err
 		}
 		if ctx.Err() != nil {
-			return "", "", fmt.Errorf("get %s: %w", kind, err)
+			return "", "", err // already "get KIND: …"
 		}
 		wait := time.Duration(attempt) * c.opts.retryTick
 		if wait > c.opts.maxGetWait {
