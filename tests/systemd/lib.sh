@@ -292,11 +292,18 @@ hn_sh() {
   hn_x "$node" /bin/bash -c "$script" bash "$@"
 }
 
+# hn_node_fs NAME: the node's root directory as seen from the host
+# (procfs's view of its leader's root, which works for any mount inside).
+hn_node_fs() {
+  local leader
+  leader=$(hn_node_leader "$1") || return 1
+  printf '/proc/%s/root' "$leader"
+}
+
 # hn_put NAME SRC DST [MODE]: copy a host file into the node.
 hn_put() {
-  local node="$1" src="$2" dst="$3" mode="${4:-0644}" leader root
-  leader=$(hn_node_leader "$node") || return 1
-  root="/proc/$leader/root"
+  local node="$1" src="$2" dst="$3" mode="${4:-0644}" root
+  root=$(hn_node_fs "$node") || return 1
   mkdir -p "$root$(dirname "$dst")"
   # Through a temporary name, so a running program is never overwritten
   # in place (ETXTBSY) and readers never see half a file.
@@ -351,7 +358,7 @@ hn_node_up() {
   # Test nodes get a lab prefix so they never collide with a developer's
   # machines; dev nodes keep the name the developer chose.
   machine="${HN_MACHINE_PREFIX-hn$HN_LAB-}$name"
-  mkdir -p "$dir/upper" "$dir/work" "$dir/root"
+  mkdir -p "$dir/upper" "$dir/work" "$dir/merged"
   echo "$machine" >"$dir/machine"
 
   ip netns add "$ns"
@@ -368,13 +375,13 @@ hn_node_up() {
     : >"$dir/ip"
   fi
 
-  mount -t overlay overlay -o "lowerdir=$HN_ROOTFS,upperdir=$dir/upper,workdir=$dir/work" "$dir/root"
-  printf '%s\n' "$name" >"$dir/root/etc/hostname"
-  hn_hosts_file >"$dir/root/etc/hosts"
+  mount -t overlay overlay -o "lowerdir=$HN_ROOTFS,upperdir=$dir/upper,workdir=$dir/work" "$dir/merged"
+  printf '%s\n' "$name" >"$dir/merged/etc/hostname"
+  hn_hosts_file >"$dir/merged/etc/hosts"
 
   # CAP_NET_ADMIN (which nspawn withholds) lets the node's own services give
   # nested machines private networks; it acts on the node's namespace only.
-  local args=(--quiet --directory="$dir/root" --machine="$machine" --hostname="$name"
+  local args=(--quiet --directory="$dir/merged" --machine="$machine" --hostname="$name"
     --keep-unit --console=passive --boot
     --network-namespace-path="/run/netns/$ns"
     --system-call-filter=bpf --resolv-conf=off --timezone=off
@@ -406,7 +413,7 @@ hn_node_up() {
     return 1
   }
   hn_wait "$HN_BOOT_TIMEOUT" "node $name: /run/systemd/private" \
-    test -S "/proc/$(hn_node_leader "$name")/root/run/systemd/private" || return 1
+    test -S "$(hn_node_fs "$name")/run/systemd/private" || return 1
   ok=$(hn_x "$name" timeout "$HN_BOOT_TIMEOUT" systemctl is-system-running --wait 2>/dev/null) || true
   case "$ok" in
   running) ;;
@@ -497,8 +504,8 @@ hn_node_down() {
       hn_wait 5 "node $name to die" hn_pid_gone "$pid" systemd-nspawn || true
     fi
   fi
-  if mountpoint -q "$dir/root" 2>/dev/null; then
-    umount "$dir/root" 2>/dev/null || umount -l "$dir/root" || hn_msg "could not unmount $dir/root"
+  if mountpoint -q "$dir/merged" 2>/dev/null; then
+    umount "$dir/merged" 2>/dev/null || umount -l "$dir/merged" || hn_msg "could not unmount $dir/merged"
   fi
   if [ -e "/run/netns/$ns" ]; then
     ip netns delete "$ns" || hn_msg "could not delete the network namespace $ns"

@@ -828,9 +828,8 @@ scenario_h_dev_machined() {
   need_bin huly-network
   need_unit huly-network.service
   hn_node_up devhost --bind-ro "$HN_CACHE:/var/cache/huly-net"
-  local leader dir
-  leader=$(hn_node_leader devhost)
-  dir="/proc/$leader/root/opt/huly-net"
+  local dir
+  dir="$(hn_node_fs devhost)/opt/huly-net"
   mkdir -p "$dir/tests" "$dir/packaging"
   cp -r "$HN_TOOLS" "$dir/tests/systemd"
   cp -r "$HN_UNITS" "$dir/packaging/"
