@@ -234,15 +234,27 @@ func TestCrashWithoutRestartDropsContainer(t *testing.T) {
 	require.NoError(t, err)
 	id := ref.UUID()
 	pid := pidOf(t, ctx, ref)
+	var orig *runtime.Status
+	for _, st := range r.reg.All() {
+		if st.UUID() == id {
+			orig = st
+		}
+	}
+	require.NotNil(t, orig, "the runtime tracks the container")
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	// The instance that crashed is dropped, not restarted. (The client
+	// still holds a reference, so its get may start the uuid afresh: that
+	// is a new instance, tracked by a new Status.)
 	require.Eventually(t, func() bool {
-		for _, ci := range r.agent.Containers() {
-			if ci.UUID == id {
+		for _, st := range r.reg.All() {
+			if st == orig {
 				return false
 			}
 		}
 		return true
 	}, waitFor, 10*time.Millisecond, "the agent forgets a crashed container without a restart policy")
+	fields, _ := orig.Report()
+	assert.Nil(t, fields["restarts"], "no restart without a restart policy")
 	assert.Zero(t, r.reg.Counts()[runtime.Crashed], "its port and registry entry are released")
 }
 
