@@ -118,6 +118,20 @@ type ServerHandler struct {
 
 type requestIDKey struct{}
 
+type arrivalKey struct{}
+
+// ArrivalFromContext returns the position of the request whose handler got
+// ctx among the requests and responses the server received (Arrivals).
+// Handlers run concurrently, so this, not the order they run in, says what
+// came first.
+func ArrivalFromContext(ctx context.Context) (uint64, bool) {
+	n, ok := ctx.Value(arrivalKey{}).(uint64)
+	return n, ok
+}
+
+// Arrivals is the number of requests and responses received so far.
+func (s *Server) Arrivals() uint64 { return s.arrivals.Load() }
+
 // RequestIDFromContext returns the id of the request whose handler got ctx.
 func RequestIDFromContext(ctx context.Context) (string, bool) {
 	id, ok := ctx.Value(requestIDKey{}).(string)
@@ -170,6 +184,10 @@ type Server struct {
 	h    ServerHandler
 	log  logrus.FieldLogger
 	id   []byte
+
+	// arrivals counts requests and responses as they are read, on the
+	// peers' read goroutines (see ArrivalFromContext).
+	arrivals atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -488,6 +506,7 @@ func (s *Server) onRequest(peer transport.PeerID, ss *session, m Message) {
 		s.send(peer, OpRetry, m.ID, []byte(retryOne))
 		return
 	}
+	arrived := s.arrivals.Add(1)
 	method, params, err := DecodeRequestPayload(m.Payload)
 
 	s.mu.Lock()
@@ -518,12 +537,12 @@ func (s *Server) onRequest(peer transport.PeerID, ss *session, m Message) {
 	s.mu.Unlock()
 
 	s.requests.Add(1)
-	s.pool.run(func() { s.runHandler(ss, info, m.ID, method, params) })
+	s.pool.run(func() { s.runHandler(ss, info, m.ID, arrived, method, params) })
 }
 
-func (s *Server) runHandler(ss *session, info ClientInfo, id, method string, params json.RawMessage) {
+func (s *Server) runHandler(ss *session, info ClientInfo, id string, arrived uint64, method string, params json.RawMessage) {
 	defer s.handlers.Done()
-	res, err := s.callHandler(info, id, method, params)
+	res, err := s.callHandler(info, id, arrived, method, params)
 	op := OpResponse
 	var payload []byte
 	if err == nil {
@@ -554,7 +573,7 @@ func (s *Server) runHandler(ss *session, info ClientInfo, id, method string, par
 	s.send(peer, op, id, payload)
 }
 
-func (s *Server) callHandler(info ClientInfo, id, method string, params json.RawMessage) (res any, err error) {
+func (s *Server) callHandler(info ClientInfo, id string, arrived uint64, method string, params json.RawMessage) (res any, err error) {
 	if s.h.HandleRequest == nil {
 		return nil, ErrNoHandler
 	}
@@ -565,7 +584,7 @@ func (s *Server) callHandler(info ClientInfo, id, method string, params json.Raw
 			res, err = nil, fmt.Errorf("internal error in %s", method)
 		}
 	}()
-	ctx := context.WithValue(s.ctx, requestIDKey{}, id)
+	ctx := context.WithValue(context.WithValue(s.ctx, requestIDKey{}, id), arrivalKey{}, arrived)
 	return s.h.HandleRequest(ctx, info, method, params)
 }
 
@@ -573,6 +592,7 @@ func (s *Server) onResponse(ss *session, m Message) {
 	if ss == nil {
 		return
 	}
+	s.arrivals.Add(1)
 	s.mu.Lock()
 	c := s.calls[m.ID]
 	if c == nil || c.clientID != ss.info.ID {

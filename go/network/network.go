@@ -58,6 +58,9 @@ type Options struct {
 	UnusedTimeout time.Duration
 	// Caller performs back-requests. Without one every back-request fails.
 	Caller AgentCaller
+	// Arrivals counts the messages the server has received so far (see
+	// RegisterAgentArrived). Default: always 0, which orders nothing.
+	Arrivals func() uint64
 	// Logger defaults to logrus's standard logger.
 	Logger logrus.FieldLogger
 }
@@ -116,6 +119,9 @@ type container struct {
 	refs map[ClientID]struct{}
 	// orphanSince is Unix nanoseconds; meaningful while in Network.orphans.
 	orphanSince int64
+	// addedAt is Options.Arrivals when the container was added: an
+	// agent's registration that arrived before it cannot list it.
+	addedAt uint64
 }
 
 type client struct {
@@ -147,6 +153,7 @@ type pendingKey struct {
 type Network struct {
 	clock         Clock
 	caller        AgentCaller
+	arrivals      func() uint64
 	log           logrus.FieldLogger
 	aliveTimeout  time.Duration
 	unusedTimeout time.Duration
@@ -179,6 +186,7 @@ func New(opts Options) *Network {
 	n := &Network{
 		clock:         opts.Clock,
 		caller:        opts.Caller,
+		arrivals:      opts.Arrivals,
 		log:           opts.Logger,
 		aliveTimeout:  opts.AliveTimeout,
 		unusedTimeout: opts.UnusedTimeout,
@@ -198,6 +206,9 @@ func New(opts Options) *Network {
 	}
 	if n.caller == nil {
 		n.caller = noCaller{}
+	}
+	if n.arrivals == nil {
+		n.arrivals = func() uint64 { return 0 }
 	}
 	if n.log == nil {
 		n.log = logrus.StandardLogger()
@@ -233,6 +244,15 @@ func (n *Network) clientLocked(id ClientID) *client {
 // longer lists are removed. A record with an empty endpoint gets the
 // container-on-agent reference of the agent's endpoint.
 func (n *Network) RegisterAgent(clientID ClientID, reg AgentRegistration) ([]ContainerUUID, error) {
+	return n.RegisterAgentArrived(clientID, reg, ^uint64(0))
+}
+
+// RegisterAgentArrived is RegisterAgent for a registration that arrived when
+// Options.Arrivals was arrived. The server handles one client's messages
+// concurrently, so an ar sent before the agent answered a gg can be handled
+// after that answer was: containers added after the ar arrived are kept
+// though it does not list them (the agent's next registration will).
+func (n *Network) RegisterAgentArrived(clientID ClientID, reg AgentRegistration, arrived uint64) ([]ContainerUUID, error) {
 	if err := reg.Validate(); err != nil {
 		return nil, err
 	}
@@ -288,7 +308,7 @@ func (n *Network) RegisterAgent(clientID ClientID, reg AgentRegistration) ([]Con
 	}
 	var gone []*container
 	for uuid, c := range a.containers {
-		if _, ok := listed[uuid]; !ok {
+		if _, ok := listed[uuid]; !ok && c.addedAt <= arrived {
 			gone = append(gone, c)
 		}
 	}
@@ -490,7 +510,7 @@ func (n *Network) Container(uuid ContainerUUID) (ContainerRecord, bool) {
 // ---- containers ----
 
 func (n *Network) addContainerLocked(a *agent, rec ContainerRecord) *container {
-	c := &container{rec: rec, agent: a, refs: make(map[ClientID]struct{})}
+	c := &container{rec: rec, agent: a, refs: make(map[ClientID]struct{}), addedAt: n.arrivals()}
 	n.containers[rec.UUID] = c
 	a.containers[rec.UUID] = c
 	n.indexKindLocked(c)

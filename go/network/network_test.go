@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -744,4 +745,29 @@ func TestTickStopsTerminatingWhenCancelled(t *testing.T) {
 	_, containers := eventKinds(ev)
 	assert.Equal(t, []string{string(u) + ":removed"}, containers, "the state is updated regardless")
 	assert.Empty(t, h.caller.termCalls())
+}
+
+func TestRegistrationThatArrivedBeforeAGetAnswerKeepsItsContainer(t *testing.T) {
+	h := newHarness(t)
+	var arrivals atomic.Uint64
+	h.net = New(Options{Clock: h.clock, Caller: h.caller, Logger: quietLogger(), Arrivals: arrivals.Load})
+	h.register(clientA, agentA, []string{"echo"})
+
+	// The agent sends ar (arrival 5), then answers a gg (arrival 6); the
+	// server handles the gg answer first.
+	arrivals.Store(6)
+	uuid, _ := h.get(clientX, "echo", GetOptions{})
+	stale := AgentRegistration{UUID: agentA, Kinds: []string{"echo"}}
+	_, err := h.net.RegisterAgentArrived(clientA, stale, 5)
+	require.NoError(t, err)
+	_, ok := h.net.Container(uuid)
+	assert.True(t, ok, "a registration older than the container does not drop it")
+
+	// A registration that arrived after the container and leaves it out
+	// drops it, as before.
+	arrivals.Store(9)
+	_, err = h.net.RegisterAgentArrived(clientA, stale, 8)
+	require.NoError(t, err)
+	_, ok = h.net.Container(uuid)
+	assert.False(t, ok)
 }

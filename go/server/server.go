@@ -90,6 +90,7 @@ func New(opts Options) *Server {
 		AliveTimeout:  opts.AliveTimeout,
 		UnusedTimeout: opts.UnusedTimeout,
 		Caller:        caller{s},
+		Arrivals:      func() uint64 { return s.rpc.Arrivals() },
 		Logger:        opts.Logger,
 	})
 	s.rpc = backrpc.NewServer(backrpc.ServerOptions{
@@ -206,7 +207,11 @@ func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string
 		if err != nil {
 			return nil, fmt.Errorf("ar: %w", err)
 		}
-		term, err := s.net.RegisterAgent(client, reg)
+		arrived, ok := backrpc.ArrivalFromContext(ctx)
+		if !ok {
+			arrived = ^uint64(0)
+		}
+		term, err := s.net.RegisterAgentArrived(client, reg, arrived)
 		if err != nil {
 			return nil, err
 		}
