@@ -189,6 +189,12 @@ func applyReload(log *logrus.Logger, cur, next *Config) {
 }
 
 func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (*Config, error)) error {
+	// Before READY=1: from then on a SIGHUP must reload, not end the
+	// process (its default action).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	notifier := systemd.NewNotifier(log)
 	srv := server.New(server.Options{
 		AliveTimeout:  cfg.AliveTimeout.D(),
@@ -268,10 +274,6 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 	runCtx, runCancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
 	go func() { runDone <- srv.Run(runCtx, cfg.ShutdownTimeout.D()) }()
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 
 	statusTick := time.NewTicker(time.Second)
 	defer statusTick.Stop()
