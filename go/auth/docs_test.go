@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +15,9 @@ import (
 // around it says.
 func TestDocumentedExampleParses(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/security.md")
+	if errors.Is(err, fs.ErrNotExist) {
+		t.Skip("docs/security.md is not beside the Go module (a Go-only source tree)")
+	}
 	require.NoError(t, err)
 	_, after, ok := strings.Cut(string(doc), "## The authorized-keys file")
 	require.True(t, ok)
