@@ -39,6 +39,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/huly-net/huly-net/go/curve"
 )
@@ -229,6 +231,11 @@ func parseLine(line string) (e Entry, ok bool, err error) {
 	rest := strings.TrimSpace(line)
 	if rest == "" || rest[0] == '#' {
 		return Entry{}, false, nil
+	}
+	for i, r := range rest {
+		if r != '\t' && (unicode.IsControl(r) || r == utf8.RuneError) {
+			return Entry{}, false, fmt.Errorf("control character or invalid UTF-8 at byte %d", i+1)
+		}
 	}
 	roleText, rest := cutField(rest)
 	keyText, rest := cutField(rest)

@@ -110,6 +110,8 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		"admin # " + keyA:                                           "want ROLE KEY",
 		"admin " + strings.Repeat("0", 40):                          "all-zero key",
 		"client " + keyA + " kinds=x # " + strings.Repeat("n", 200): "name longer",
+		"client " + keyA + " kinds=x # a\x1b[31mred":                "control character",
+		"client " + keyA + " kinds=x # \xff":                        "invalid UTF-8",
 	}
 	for line, want := range cases {
 		_, err := Parse(strings.NewReader("# header\n"+line+"\n"), "keys")
