@@ -32,10 +32,11 @@ let
       "/etc/${etcName}"
     else
       cfg.authorizedKeys;
-  openNets = lib.filter (c: lib.elem c [
+  everywhere = [
     "0.0.0.0/0"
     "::/0"
-  ]) cfg.allowNullFrom;
+  ];
+  openNets = lib.filter (c: lib.elem c everywhere) cfg.allowNullFrom;
 in
 {
   options.services.huly-network = {

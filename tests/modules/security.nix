@@ -62,6 +62,16 @@ let
     allowNullFrom = [ "0.0.0.0/0" ];
   };
   off = network { };
+  nullOnly = network { allowNullFrom = [ "10.0.0.0/8" ]; };
+
+  # The assertion messages of a secured network with one entry (and, for
+  # keyB, the entry that repeats it).
+  checkEntry =
+    e:
+    h.failed (network {
+      curve.secretKeyFile = "/k";
+      authorizedKeys = [ e ] ++ lib.optional (e.key == keyB) (builtins.elemAt entries 1);
+    });
 in
 {
   testSecuredReadsTheKeyAsACredential = {
@@ -118,6 +128,25 @@ in
       triggers = [ ];
     };
   };
+  testNixPathIsLinkedAndReloads = {
+    expr =
+      let
+        c = network {
+          curve.secretKeyFile = "/etc/huly-net/network.key";
+          authorizedKeys = ./security.nix;
+        };
+      in
+      {
+        keys = (conf c).authorized_keys;
+        source = c.environment.etc."huly-net/network-authorized-keys".source;
+        triggers = c.systemd.services.huly-network.reloadTriggers;
+      };
+    expected = {
+      keys = "/etc/huly-net/network-authorized-keys";
+      source = ./security.nix;
+      triggers = [ ./security.nix ];
+    };
+  };
   testOffChangesNothing = {
     expr = {
       keys = lib.filter (lib.hasPrefix "curve") (lib.attrNames (conf off));
@@ -140,8 +169,7 @@ in
     ];
   };
   testAllowNullWithoutSecurityWarns = {
-    expr = lib.any (lib.hasInfix "allowNullFrom has no effect") (network { allowNullFrom = [ "10.0.0.0/8" ]; })
-    .warnings;
+    expr = lib.any (lib.hasInfix "allowNullFrom has no effect") nullOnly.warnings;
     expected = true;
   };
   testSecretKeyNeedsAuthorizedKeys = {
@@ -169,39 +197,30 @@ in
     expected = true;
   };
   testEntryChecks = {
-    expr =
-      map
-        (
-          e:
-          h.failed (network {
-            curve.secretKeyFile = "/k";
-            authorizedKeys = [ e ] ++ lib.optional (e.key == keyB) (builtins.elemAt entries 1);
-          })
-        )
-        [
-          {
-            role = "client";
-            key = keyA;
-          }
-          {
-            role = "admin";
-            key = keyA;
-            kinds = [ "echo" ];
-          }
-          {
-            role = "client";
-            key = keyA;
-            kinds = [
-              "*"
-              "echo"
-            ];
-          }
-          {
-            role = "client";
-            key = keyB;
-            kinds = [ "x" ];
-          }
+    expr = map checkEntry [
+      {
+        role = "client";
+        key = keyA;
+      }
+      {
+        role = "admin";
+        key = keyA;
+        kinds = [ "echo" ];
+      }
+      {
+        role = "client";
+        key = keyA;
+        kinds = [
+          "*"
+          "echo"
         ];
+      }
+      {
+        role = "client";
+        key = keyB;
+        kinds = [ "x" ];
+      }
+    ];
     expected = [
       [ "services.huly-network.authorizedKeys: ${keyA} needs kinds (or [ \"*\" ] for every kind)." ]
       [ "services.huly-network.authorizedKeys: ${keyA} is admin, which covers every kind; drop its kinds." ]
