@@ -249,7 +249,10 @@ let
   metrics = hl.tcpListenOf cfg.settings.metrics_listen;
 in
 {
-  imports = [ ./ports.nix ];
+  imports = [
+    ./ports.nix
+    ./huly-agent-security.nix
+  ];
 
   options.services.huly-agent = {
     enable = lib.mkEnableOption "huly-agent, the Huly Virtual Network agent";

@@ -20,7 +20,10 @@ let
   ns = hl.durationToNs;
 in
 {
-  imports = [ ./ports.nix ];
+  imports = [
+    ./ports.nix
+    ./huly-network-security.nix
+  ];
 
   options.services.huly-network = {
     enable = lib.mkEnableOption "huly-network, the Huly Virtual Network server";

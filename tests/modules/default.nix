@@ -16,6 +16,7 @@ let
     agent = import ./agent.nix { inherit lib h; };
     bridge = import ./bridge.nix { inherit lib h; };
     units = import ./units.nix { inherit lib h; };
+    security = import ./security.nix { inherit lib h; };
   };
 in
 if count then

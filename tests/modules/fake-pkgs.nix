@@ -28,6 +28,16 @@ in
 {
   huly-net = fakeDrv "huly-net-0.1.0";
   systemd = fakeDrv "systemd-258";
+  coreutils = fakeDrv "coreutils-9.5";
+
+  # Keeps the text beside the fake store path, as formats.json does.
+  writeText =
+    name: text:
+    fakeDrv name
+    // {
+      outPath = "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" text)}-${name}";
+      inherit text;
+    };
 
   formats.json =
     { }:

@@ -76,6 +76,10 @@ let
         type = types.listOf types.unspecified;
         default = [ ];
       };
+      reloadTriggers = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
     };
   };
 
@@ -103,6 +107,17 @@ in
     warnings = mkOption {
       type = types.listOf types.str;
       default = [ ];
+    };
+
+    environment.etc = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options.source = mkOption {
+            type = types.unspecified;
+          };
+        }
+      );
+      default = { };
     };
 
     systemd.services = mkOption {

@@ -165,6 +165,7 @@ which bounds each network call, and --json for machine-readable output.`,
 		a.serveEchoCommand(),
 		a.benchCommand(),
 		a.versionCommand(),
+		a.keygenCommand(),
 	)
 	return root
 }
