@@ -459,6 +459,16 @@ func (n *Network) claimLocked(op string, a *agent, clientID ClientID) error {
 	if _, live := n.live[a.host]; !live {
 		return nil
 	}
+	if _, down := n.down[a.host]; down {
+		// The owner's connection is gone: it cannot serve the agent, and
+		// an agent process restarted after a crash comes back under a new
+		// client id before the old session times out. With security on,
+		// the agent id stays bound to its key as well.
+		n.log.WithFields(logrus.Fields{
+			"op": op, "agent": a.id, "client": shortClient(clientID), "host": shortClient(a.host),
+		}).Info("agent taken over from a session whose connection is gone")
+		return nil
+	}
 	n.refusedClaims.Add(1)
 	n.log.WithFields(logrus.Fields{
 		"op": op, "agent": a.id, "client": shortClient(clientID), "host": shortClient(a.host),

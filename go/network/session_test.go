@@ -119,11 +119,23 @@ func TestAgentBelongsToItsLiveSession(t *testing.T) {
 	h.net.ClientConnected(clientA)
 	h.register(clientA, agentA, []string{"echo"}, record(agentA, "c1", "echo"))
 
-	// Once the owner's session is over another may take the agent.
-	h.net.ClientGone(clientA)
+	// While the owner's connection is gone (an agent process restarted
+	// after a crash comes back under a new client id), another session
+	// may take the agent over: the owner could not serve it.
+	h.net.ClientDisconnected(clientA)
 	h.register(clientB, agentA, []string{"echo"}, record(agentA, "c1", "echo"))
 	to, _ = h.net.RouteTarget("c1")
 	assert.Equal(t, clientB, to.Client)
+	assert.EqualValues(t, 2, h.net.Stats().RefusedClaims, "a takeover from a disconnected owner is no refusal")
+
+	// Once the owner's session is over another may take the agent.
+	h.net.ClientConnected(clientA)
+	_, err = h.net.RegisterAgent(clientA, AgentRegistration{UUID: agentA, Kinds: []string{"echo"}, Endpoint: agentRefFor(agentA).String()})
+	assert.ErrorIs(t, err, ErrAgentOwned, "the new owner's session is live")
+	h.net.ClientGone(clientB)
+	h.register(clientA, agentA, []string{"echo"}, record(agentA, "c1", "echo"))
+	to, _ = h.net.RouteTarget("c1")
+	assert.Equal(t, clientA, to.Client)
 }
 
 func TestRepeatedRegistrationKeepsHostedContainers(t *testing.T) {
