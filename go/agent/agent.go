@@ -203,6 +203,8 @@ type Agent struct {
 	kickWhy   kickReason // reasons of the scheduled registration
 	kicks     int        // scheduled registrations fired and still running
 	regFailed bool       // the last scheduled registration failed (logged once)
+	// standbyChecks counts the rounds of standbyLoop.
+	standbyChecks int
 
 	// Registration once per server session (a server without
 	// CapStatePublish): regSem serializes those registrations, regWant is
@@ -603,6 +605,9 @@ func (a *Agent) registerOnce(ctx context.Context, c *client.Client, why kickReas
 		return err
 	}
 	defer release()
+	if why == kickClaim && !a.claimable() {
+		return nil // the answer to a registration meanwhile named the owners
+	}
 	a.mu.Lock()
 	first := a.regSession != sess.Seq
 	a.mu.Unlock()
@@ -824,7 +829,12 @@ func (a *Agent) start(ctx context.Context, e *entry, gen int) {
 	}
 	if err != nil {
 		e.err = fmt.Errorf("start container %s of kind %s: %w", e.uuid, e.kind, err)
-		a.log.WithError(err).WithField("container", e.uuid).Warn("container failed to start")
+		if e.stateless && !e.failedAt.IsZero() {
+			// Retried at every standby check: said at warning once.
+			a.log.WithError(err).WithField("container", e.uuid).Debug("container failed to start again")
+		} else {
+			a.log.WithError(err).WithField("container", e.uuid).Warn("container failed to start")
+		}
 		if e.stateless {
 			e.state = stateStandby
 			e.failedAt = time.Now()
@@ -906,6 +916,9 @@ func (a *Agent) kicked(ctx context.Context, why kickReason) {
 	}
 	var err error
 	if a.publishes(c) {
+		if why == kickClaim && !a.claimable() {
+			return // the answer to a registration meanwhile named the owners
+		}
 		err = a.register(ctx, c)
 	} else {
 		err = a.registerOnce(ctx, c, why)
@@ -950,6 +963,18 @@ func (a *Agent) onNetworkEvent(ev network.Event) {
 	}
 }
 
+// claimable reports whether a stateless standby's owner is not known.
+func (a *Agent) claimable() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.entries {
+		if e.stateless && e.state == stateStandby && !e.ownedElsewhere {
+			return true
+		}
+	}
+	return false
+}
+
 // standbyLoop registers again, every StandbyCheck, while a stateless
 // standby may be claimable: its owner is not known (a start of ours
 // failed, or it was released), or the connection to the network was lost
@@ -974,19 +999,25 @@ func (a *Agent) standbyLoop() {
 			continue
 		}
 		conns := c.Connections()
-		reconnected := conns != lastConns
+		reconnected := lastConns != 0 && conns != lastConns
 		lastConns = conns
 		a.mu.Lock()
 		claim := false
 		for _, e := range a.entries {
-			if e.stateless && e.state == stateStandby && (reconnected || !e.ownedElsewhere) {
+			if !e.stateless || e.state != stateStandby {
+				continue
+			}
+			if reconnected {
+				e.ownedElsewhere = false // its removal may have been lost
+			}
+			if !e.ownedElsewhere {
 				claim = true
-				break
 			}
 		}
 		if claim {
 			a.kickLocked(0, kickClaim)
 		}
+		a.standbyChecks++
 		a.mu.Unlock()
 	}
 }

@@ -7,3 +7,10 @@ func (a *Agent) RegistrationIdle() bool {
 	defer a.mu.Unlock()
 	return a.kickTimer == nil && a.kicks == 0 && len(a.regSem) == 0
 }
+
+// StandbyChecks counts the rounds of the standby check so far.
+func (a *Agent) StandbyChecks() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.standbyChecks
+}

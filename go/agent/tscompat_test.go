@@ -18,6 +18,7 @@ import (
 	"github.com/huly-net/huly-net/go/client"
 	"github.com/huly-net/huly-net/go/client/clienttest"
 	"github.com/huly-net/huly-net/go/network"
+	"github.com/huly-net/huly-net/go/transport"
 )
 
 // tsNetwork is a network server that behaves as the TypeScript 0.7 one
@@ -507,4 +508,128 @@ func TestStandbyTakesOverOnTSServer(t *testing.T) {
 	require.NoError(t, standby.Close(cctx))
 	all, _ = n.listed()
 	assert.Zero(t, all)
+}
+
+// stateServer is a bare network server that announces state publishing in
+// its hello answer and takes every registration as an update, as a Go
+// server does; it records what each registration listed.
+type stateServer struct {
+	r  *transport.Router
+	mu sync.Mutex
+	// extras[i] is the extra of "leader-1" in the i-th registration ("" when
+	// not listed).
+	extras []string
+}
+
+func startStateServer(t *testing.T) *stateServer {
+	t.Helper()
+	s := &stateServer{}
+	r, err := transport.Listen("127.0.0.1:0", transport.RouterHandler{OnMessage: s.onMessage}, transport.Options{})
+	require.NoError(t, err)
+	s.r = r
+	t.Cleanup(func() { _ = r.Close() })
+	return s
+}
+
+func (s *stateServer) onMessage(peer transport.PeerID, frames [][]byte) {
+	m, err := backrpc.Decode(frames)
+	if err != nil {
+		return
+	}
+	reply := func(op backrpc.Op, id string, payload []byte) {
+		_ = s.r.Send(peer, backrpc.EncodeServer(backrpc.Message{Op: op, ID: id, Payload: payload})...)
+	}
+	switch m.Op {
+	case backrpc.OpHello:
+		reply(backrpc.OpHello, "state-srv", backrpc.EncodeHelloInfo(backrpc.HelloInfo{
+			AliveTimeout: 3 * time.Second, Capabilities: []string{backrpc.CapStatePublish},
+		}))
+	case backrpc.OpPing:
+		reply(backrpc.OpPong, "state-srv", nil)
+	case backrpc.OpRequest:
+		method, params, err := backrpc.DecodeRequestPayload(m.Payload)
+		if err != nil || method != "ar" {
+			reply(backrpc.OpResponseError, m.ID, backrpc.EncodeErrorPayload(fmt.Errorf("not here: %s", method)))
+			return
+		}
+		var reg network.AgentRegistration
+		if json.Unmarshal(params, &reg) == nil {
+			extra := ""
+			for _, c := range reg.Containers {
+				if c.UUID == "leader-1" {
+					extra = string(c.Extra)
+				}
+			}
+			s.mu.Lock()
+			s.extras = append(s.extras, extra)
+			s.mu.Unlock()
+		}
+		reply(backrpc.OpResponse, m.ID, []byte(`[]`))
+	}
+}
+
+func (s *stateServer) registrations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.extras...)
+}
+
+// With a server that announces state publishing the agent registers again
+// to publish the state of a container once it has started.
+func TestAgentPublishesStateWhereTheServerAnnouncesIt(t *testing.T) {
+	s := startStateServer(t)
+	ctx := clienttest.Ctx(t)
+	host, err := client.Dial(s.r.Addr().String(), clienttest.Options()...)
+	require.NoError(t, err)
+	a, err := agent.New(agent.Options{Logger: clienttest.Quiet(), ReclaimDelay: time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = a.Close(cctx)
+		_ = host.Close(cctx)
+	})
+	require.NoError(t, a.AddStateless("ha", "leader-1", nil, newStatusEcho))
+	require.NoError(t, a.Attach(ctx, host))
+	assert.True(t, host.ServerHello().Has(backrpc.CapStatePublish))
+
+	require.Eventually(t, func() bool {
+		regs := s.registrations()
+		return len(regs) >= 2 && regs[len(regs)-1] != ""
+	}, waitFor, 5*time.Millisecond, "the started container's state is registered")
+	regs := s.registrations()
+	assert.Empty(t, regs[0], "the first registration claims it: no state yet")
+	assert.JSONEq(t, `{"state":"running"}`, regs[len(regs)-1])
+}
+
+// A standby whose owner the network named does not register again at every
+// standby check (each would draw the same answer, and a log line at the
+// server); the owner's removal event is what claims the container.
+func TestStandbyStaysQuietWhileItsOwnerLives(t *testing.T) {
+	n := startTSNetwork(t)
+	ctx := clienttest.Ctx(t)
+	start := func(check time.Duration) *agent.Agent {
+		host, err := client.Dial(n.addr(), clienttest.Options()...)
+		require.NoError(t, err)
+		a, err := agent.New(agent.Options{Logger: clienttest.Quiet(), StandbyCheck: check})
+		require.NoError(t, err)
+		require.NoError(t, a.AddStateless("ha", "leader-1", nil, agent.NewEcho))
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = a.Close(cctx)
+			_ = host.Close(cctx)
+		})
+		require.NoError(t, a.Attach(ctx, host))
+		return a
+	}
+	owner := start(time.Hour)
+	require.Eventually(t, func() bool { return owner.Containers()[0].State == "running" }, waitFor, 5*time.Millisecond)
+	standby := start(5 * time.Millisecond)
+	require.Equal(t, "standby", standby.Containers()[0].State)
+
+	require.Eventually(t, func() bool { return standby.StandbyChecks() >= 10 }, waitFor, 5*time.Millisecond)
+	require.Eventually(t, standby.RegistrationIdle, waitFor, 5*time.Millisecond)
+	assert.Equal(t, 1, n.registrations(standby.ID()), "no registration while the owner is known")
+	assert.Equal(t, "standby", standby.Containers()[0].State)
 }

@@ -179,6 +179,9 @@ type Client struct {
 	lastRecv  atomic.Int64 // unix ns of the last message, or of the connection
 	closeOnce sync.Once
 
+	// silentLogged: a silent server was reported; a hello answer resets it.
+	silentLogged atomic.Bool
+
 	mu           sync.Mutex
 	closed       bool
 	connected    bool
@@ -530,7 +533,13 @@ func (c *Client) pingLoop() {
 			silent := now.Sub(time.Unix(0, c.lastRecv.Load()))
 			if c.opts.ServerTimeout > 0 && silent > c.opts.ServerTimeout {
 				c.reconnects.Add(1)
-				c.log.WithField("silent", silent).Warn("server silent; reconnecting")
+				// Said at warning once while the server stays silent
+				// (until it answers a hello again).
+				if c.silentLogged.CompareAndSwap(false, true) {
+					c.log.WithField("silent", silent).Warn("server silent; reconnecting")
+				} else {
+					c.log.WithField("silent", silent).Debug("server still silent; reconnecting")
+				}
 				c.lastRecv.Store(now.UnixNano())
 				c.dealer().Reconnect()
 				continue
@@ -590,6 +599,7 @@ func (c *Client) handleMessage(frames [][]byte) {
 
 func (c *Client) onHello(serverID string, payload []byte) {
 	hello := ParseHelloInfo(payload)
+	c.silentLogged.Store(false)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
