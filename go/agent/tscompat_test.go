@@ -58,8 +58,9 @@ func startTSNetwork(t *testing.T) *tsNetwork {
 	t.Helper()
 	n := &tsNetwork{agents: map[string]*tsAgent{}, containers: map[string]*tsContainer{}, ars: map[string]int{}}
 	n.srv = backrpc.NewServer(backrpc.ServerOptions{
-		PingInterval: clienttest.PingInterval,
-		Logger:       clienttest.Quiet(),
+		ReferenceHello: true, // a TS 0.7 server answers hello with no payload
+		PingInterval:   clienttest.PingInterval,
+		Logger:         clienttest.Quiet(),
 	}, backrpc.ServerHandler{
 		HandleRequest:   n.handle,
 		OnClientTimeout: n.clientGone,

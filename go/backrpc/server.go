@@ -73,6 +73,10 @@ type ServerOptions struct {
 	MaxDetachedSessions int
 	// Capabilities are announced in the hello answer (see HelloInfo).
 	Capabilities []string
+	// ReferenceHello answers hello with an empty payload, as the TS 0.7
+	// server does: no granted alive timeout, no capabilities. For peers
+	// that stand in for the reference.
+	ReferenceHello bool
 	// PingInterval is how often silent clients are looked for. Default 1s.
 	PingInterval time.Duration
 	// MaxInflight bounds a client's concurrent requests; beyond it the
@@ -587,7 +591,11 @@ func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 	info := ss.info
 	s.mu.Unlock()
 
-	s.send(peer, OpHello, string(s.id), EncodeHelloInfo(HelloInfo{AliveTimeout: alive, Capabilities: s.opts.Capabilities}))
+	var answer []byte
+	if !s.opts.ReferenceHello {
+		answer = EncodeHelloInfo(HelloInfo{AliveTimeout: alive, Capabilities: s.opts.Capabilities})
+	}
+	s.send(peer, OpHello, string(s.id), answer)
 	if replaced != nil && s.h.OnClientClosed != nil {
 		s.h.OnClientClosed(*replaced)
 	}
