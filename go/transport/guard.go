@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ZMTP 3 frame flags (RFC 23).
@@ -26,6 +28,19 @@ const (
 // announces a frame larger than the configured maximum. The connection is
 // unusable afterwards.
 var ErrFrameTooLarge = errors.New("transport: frame exceeds the maximum frame size")
+
+// ErrFirstMessageTimeout ends a Router connection that finished the
+// handshake and did not begin a message within Options.FirstMessageTimeout.
+var ErrFirstMessageTimeout = errors.New("transport: no message within the first-message timeout")
+
+// ErrFrameStalled ends a connection whose message, once begun, went without
+// a byte for Options.FrameProgressTimeout.
+var ErrFrameStalled = errors.New("transport: message stopped making progress")
+
+// ErrBufferBudget ends a connection whose unfinished message would take the
+// bytes buffered by all of a Router's connections over
+// Options.MaxBufferedBytes.
+var ErrBufferBudget = errors.New("transport: buffered bytes over the shared budget")
 
 // errBadCommand is returned for a command frame that is oversized or empty
 // after the handshake.
@@ -97,19 +112,107 @@ type guardConn struct {
 	sizeWant  int // 1 or 8
 	frameFlag byte
 
-	// scratch collects a message's frames in readMessage.
-	scratch []byte
+	// scratch collects a message's frames in readMessage; reserved is
+	// what its growth for the message being read took from budget.
+	scratch  []byte
+	reserved int64
+	budget   *byteBudget
+
+	// Read deadlines after the handshake (see armReadDeadlines), owned
+	// by the reading goroutine: started once a message has begun, mid
+	// while one is being read, deadlineSet while the connection has a
+	// read deadline.
+	armed       bool
+	progress    time.Duration
+	started     bool
+	mid         bool
+	deadlineSet bool
 }
 
 func newGuardConn(c net.Conn, maxFrame int64, readBuf int) *guardConn {
-	return &guardConn{
+	g := &guardConn{
 		Conn:     c,
-		br:       bufio.NewReaderSize(c, readBuf),
 		maxFrame: maxFrame,
 		st:       stGreeting,
 		remain:   greetingSize,
 	}
+	g.br = bufio.NewReaderSize(readSource{g}, readBuf)
+	return g
 }
+
+// armReadDeadlines applies the read deadlines of an established
+// connection, from its reading goroutine: the first message must begin
+// within first (none when not positive), and a message that has begun
+// must not go without a byte for progress (none when not positive).
+// Between messages the connection may stay idle.
+func (g *guardConn) armReadDeadlines(first, progress time.Duration) error {
+	g.armed = true
+	g.progress = progress
+	if first > 0 && !g.started {
+		if err := g.Conn.SetReadDeadline(time.Now().Add(first)); err != nil {
+			return fmt.Errorf("set first-message deadline: %w", err)
+		}
+		g.deadlineSet = true
+	}
+	return nil
+}
+
+// readSource is what the guard's buffered reader reads from: the
+// connection, with the read deadline adjusted before each read to where
+// the reader is (before the first message, inside a message, between
+// messages), so that it costs nothing while data arrives in the buffer.
+type readSource struct{ g *guardConn }
+
+func (s readSource) Read(p []byte) (int, error) {
+	g := s.g
+	if !g.armed {
+		return g.Conn.Read(p)
+	}
+	if g.started {
+		if g.mid && g.progress > 0 {
+			if err := g.Conn.SetReadDeadline(time.Now().Add(g.progress)); err != nil {
+				return 0, err
+			}
+			g.deadlineSet = true
+		} else if g.deadlineSet {
+			if err := g.Conn.SetReadDeadline(time.Time{}); err != nil {
+				return 0, err
+			}
+			g.deadlineSet = false
+		}
+	}
+	n, err := g.Conn.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if !g.started {
+			err = fmt.Errorf("%w: %w", ErrFirstMessageTimeout, err)
+		} else {
+			err = fmt.Errorf("%w for %s: %w", ErrFrameStalled, g.progress, err)
+		}
+	}
+	return n, err
+}
+
+// byteBudget is the memory a Router's connections may hold together for
+// unfinished messages.
+type byteBudget struct {
+	limit int64 // negative: unlimited
+	used  atomic.Int64
+}
+
+// take reserves n bytes, or reports that they would go over the limit.
+func (b *byteBudget) take(n int64) bool {
+	for {
+		cur := b.used.Load()
+		if b.limit >= 0 && cur+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+func (b *byteBudget) give(n int64) { b.used.Add(-n) }
 
 // establish switches the connection to its post-handshake mode.
 func (g *guardConn) establish(onPing func(context []byte)) {
@@ -389,6 +492,58 @@ var errTooManyFrames = errors.New("transport: message has too many frames")
 // caller. One message is bounded by the maximum frame size plus
 // messageSlack.
 func (g *guardConn) readMessage() ([][]byte, error) {
+	frames, err := g.readFrames()
+	if err != nil {
+		// The connection is unusable: what it buffered goes now, not
+		// when the connection is collected.
+		g.scratch = nil
+	}
+	g.settle()
+	return frames, err
+}
+
+// settle returns what the message just read (or abandoned) took from the
+// budget: a finished message belongs to its receiver.
+func (g *guardConn) settle() {
+	g.mid = false
+	if g.reserved != 0 {
+		g.budget.give(g.reserved)
+		g.reserved = 0
+	}
+}
+
+// A frame body of more than growStep bytes is read into memory that grows
+// with what arrives (doubling, at least growStep at a time), not into
+// memory of the size its header announces.
+const growStep = 64 << 10
+
+// grow makes room in scratch for at least one more byte of a message
+// that ends at end, charging the budget for the growth.
+func (g *guardConn) grow(end int) error {
+	n := len(g.scratch)
+	var size int
+	if end-n > growStep {
+		size = min(end, max(2*cap(g.scratch), n+growStep))
+	} else {
+		size = max(min(2*cap(g.scratch), end+growStep), end, 512)
+	}
+	if g.budget != nil {
+		delta := int64(size) - g.reserved
+		if delta > 0 {
+			if !g.budget.take(delta) {
+				return fmt.Errorf("%w: a message would hold %d bytes with %d buffered by all connections, limit %d",
+					ErrBufferBudget, size, g.budget.used.Load(), g.budget.limit)
+			}
+			g.reserved += delta
+		}
+	}
+	grown := make([]byte, n, size)
+	copy(grown, g.scratch)
+	g.scratch = grown
+	return nil
+}
+
+func (g *guardConn) readFrames() ([][]byte, error) {
 	var sizes [8]int64
 	spans := sizes[:0]
 	var total int64
@@ -397,6 +552,10 @@ func (g *guardConn) readMessage() ([][]byte, error) {
 		flag, err := g.br.ReadByte()
 		if err != nil {
 			return nil, err
+		}
+		g.mid = true
+		if flag&flagCommand == 0 {
+			g.started = true
 		}
 		if flag&flagCommand != 0 {
 			if len(spans) > 0 {
@@ -431,18 +590,20 @@ func (g *guardConn) readMessage() ([][]byte, error) {
 			return nil, errTooManyFrames
 		}
 		n := int(size)
-		start := len(g.scratch)
-		if cap(g.scratch)-start < n {
-			// Exactly what this frame needs beyond the doubling: the
-			// last frame (the payload) is the large one, and a large
-			// message keeps this buffer.
-			grown := make([]byte, start, max(2*cap(g.scratch), start+n, 512))
-			copy(grown, g.scratch)
-			g.scratch = grown
-		}
-		g.scratch = g.scratch[:start+n]
-		if _, err := readFull(g.br, g.scratch[start:]); err != nil {
-			return nil, err
+		end := len(g.scratch) + n
+		for len(g.scratch) < end {
+			if len(g.scratch) == cap(g.scratch) {
+				// The last frame (the payload) is the large one, and
+				// a large message keeps this buffer.
+				if err := g.grow(end); err != nil {
+					return nil, err
+				}
+			}
+			k, err := g.br.Read(g.scratch[len(g.scratch):min(end, cap(g.scratch))])
+			g.scratch = g.scratch[:len(g.scratch)+k]
+			if err != nil {
+				return nil, err
+			}
 		}
 		spans = append(spans, int64(n))
 		total += int64(n)

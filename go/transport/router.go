@@ -38,6 +38,23 @@ type RouterStats struct {
 	SlowPeerDisconnects uint64
 	Replaced            uint64
 	AcceptErrors        uint64
+	// Connections is the number of open connections, handshaking or
+	// established (gauge); MaxConnections bounds it.
+	Connections int
+	// ConnectionsRefused counts connections closed at once because
+	// MaxConnections were open.
+	ConnectionsRefused uint64
+	// FirstMessageTimeouts counts connections closed for not beginning a
+	// message within FirstMessageTimeout of their handshake.
+	FirstMessageTimeouts uint64
+	// StalledFrames counts connections closed because a message stopped
+	// making progress for FrameProgressTimeout.
+	StalledFrames uint64
+	// BufferBudgetExceeded counts connections closed because their
+	// unfinished message would go over MaxBufferedBytes.
+	BufferBudgetExceeded uint64
+	// BufferedBytes is the memory held for unfinished messages (gauge).
+	BufferedBytes int64
 }
 
 // Router is a ZeroMQ ROUTER socket bound to one listener.
@@ -58,6 +75,11 @@ type Router struct {
 	sleep  func(context.Context, time.Duration)
 
 	accepted, handshakeFailures, oversize, slow, replaced, acceptErrors atomic.Uint64
+
+	open                                 atomic.Int64
+	budget                               byteBudget
+	warns                                warnLimiter
+	refused, silent, stalled, overBudget atomic.Uint64
 }
 
 // Listen binds addr ("tcp://HOST:PORT", HOST may be "*", or "HOST:PORT") and
@@ -102,6 +124,7 @@ func newRouter(ln net.Listener, h RouterHandler, opts Options, sleep func(contex
 		peers:  make(map[PeerID]*conn),
 		sleep:  sleep,
 	}
+	r.budget.limit = opts.MaxBufferedBytes
 	// libzmq numbers the peers it names from a random start; so do we, so
 	// that ids do not collide with a previous run's for long.
 	r.nextID.Store(uint32(time.Now().UnixNano()))
@@ -157,6 +180,19 @@ func (r *Router) acceptLoop() {
 		}
 		backoff = 0
 		r.accepted.Add(1)
+		if limit := r.opts.MaxConnections; limit > 0 && r.open.Load() >= int64(limit) {
+			// Closed at once, with a reset: the descriptor comes back
+			// now and a peer that keeps trying costs nothing else.
+			r.refused.Add(1)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = c.Close()
+			r.warns.warn(r.log.WithFields(logrus.Fields{"peer_addr": c.RemoteAddr().String(), "max_connections": limit}),
+				"refused", "closed a new connection: max_connections are open")
+			continue
+		}
+		r.open.Add(1)
 		// No SetNoDelay/SetKeepAlive: Go's TCP accept already sets
 		// both (also on a listener systemd passed), and the two extra
 		// system calls were part of every connect.
@@ -167,10 +203,17 @@ func (r *Router) acceptLoop() {
 
 func (r *Router) serveConn(nc net.Conn) {
 	defer r.wg.Done()
+	defer r.open.Add(-1)
 	cn, err := handshake(r.ctx, nc, zmq4.Router, nil, true, r.opts)
 	if err != nil {
 		r.handshakeFailures.Add(1)
 		r.log.WithError(err).Debug("handshake failed")
+		_ = nc.Close()
+		return
+	}
+	cn.g.budget = &r.budget
+	if err := cn.g.armReadDeadlines(r.opts.FirstMessageTimeout, r.opts.FrameProgressTimeout); err != nil {
+		r.log.WithError(err).Debug("connection lost after the handshake")
 		_ = nc.Close()
 		return
 	}
@@ -211,7 +254,22 @@ func (r *Router) serveConn(nc net.Conn) {
 	}
 	r.mu.Unlock()
 
+	peerLog := func() logrus.FieldLogger {
+		return r.log.WithError(reason).WithFields(logrus.Fields{"peer": fmt.Sprintf("%x", id), "peer_addr": nc.RemoteAddr().String()})
+	}
 	switch {
+	case errors.Is(reason, ErrFirstMessageTimeout):
+		r.silent.Add(1)
+		r.warns.warn(peerLog().WithField("first_message_timeout", r.opts.FirstMessageTimeout), "silent",
+			"closed a connection that sent no message after its handshake")
+	case errors.Is(reason, ErrFrameStalled):
+		r.stalled.Add(1)
+		r.warns.warn(peerLog().WithField("frame_progress_timeout", r.opts.FrameProgressTimeout), "stalled",
+			"closed a connection whose message stopped making progress")
+	case errors.Is(reason, ErrBufferBudget):
+		r.overBudget.Add(1)
+		r.warns.warn(peerLog().WithField("max_buffered_bytes", r.opts.MaxBufferedBytes), "budget",
+			"closed a connection whose unfinished message would go over the buffered-bytes budget")
 	case errors.Is(reason, ErrFrameTooLarge):
 		r.oversize.Add(1)
 		r.log.WithError(reason).WithField("peer", fmt.Sprintf("%x", id)).Warn("closed a connection that announced an oversized frame")
@@ -282,5 +340,45 @@ func (r *Router) Stats() RouterStats {
 		SlowPeerDisconnects: r.slow.Load(),
 		Replaced:            r.replaced.Load(),
 		AcceptErrors:        r.acceptErrors.Load(),
+
+		Connections:          int(r.open.Load()),
+		ConnectionsRefused:   r.refused.Load(),
+		FirstMessageTimeouts: r.silent.Load(),
+		StalledFrames:        r.stalled.Load(),
+		BufferBudgetExceeded: r.overBudget.Load(),
+		BufferedBytes:        r.budget.used.Load(),
 	}
+}
+
+// warnInterval is the least time between two warnings of one kind: a
+// flood of hostile connections makes one line a second, which says how
+// many it stands for.
+const warnInterval = time.Second
+
+// warnLimiter rate-limits a Router's warnings by kind.
+type warnLimiter struct {
+	mu         sync.Mutex
+	last       map[string]time.Time
+	suppressed map[string]int
+}
+
+func (w *warnLimiter) warn(log logrus.FieldLogger, kind, msg string) {
+	w.mu.Lock()
+	if w.last == nil {
+		w.last, w.suppressed = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if t, ok := w.last[kind]; ok && now.Sub(t) < warnInterval {
+		w.suppressed[kind]++
+		w.mu.Unlock()
+		return
+	}
+	w.last[kind] = now
+	n := w.suppressed[kind]
+	w.suppressed[kind] = 0
+	w.mu.Unlock()
+	if n > 0 {
+		log = log.WithField("similar_suppressed", n)
+	}
+	log.Warn(msg)
 }
