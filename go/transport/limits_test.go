@@ -172,12 +172,14 @@ func TestBufferBudgetClosesTheOffenderOnly(t *testing.T) {
 
 func TestConnectionsBeyondTheMaximumAreClosed(t *testing.T) {
 	const limit = 5
-	r := echoRouter(t, Options{MaxConnections: limit, FirstMessageTimeout: -1})
+	r := echoRouter(t, Options{MaxConnections: limit})
 	var held []*rawPeer
 	for range limit {
-		held = append(held, dialRaw(t, r.Addr(), ""))
+		p := dialRaw(t, r.Addr(), "")
+		require.NoError(t, p.zc.SendMsg(zmq4.NewMsgString("hello")))
+		held = append(held, p)
 	}
-	require.Eventually(t, func() bool { return r.Stats().Connections == limit }, waitFor, tick)
+	require.Eventually(t, func() bool { return r.Stats().Peers == limit }, waitFor, tick)
 
 	// The excess is accepted and closed at once.
 	// (The reset can even reach the dialer before connect returns.)
@@ -196,6 +198,30 @@ func TestConnectionsBeyondTheMaximumAreClosed(t *testing.T) {
 	legit.waitConnected(t)
 	echoes(t, legit, []byte("in"))
 	assert.LessOrEqual(t, r.Stats().Connections, limit)
+	assert.Zero(t, r.Stats().ConnectionsEvicted, "connections that spoke are never evicted")
+}
+
+// At the maximum, the oldest connection that has not said anything makes
+// room for a new one: silent connections cannot keep out a client.
+func TestSilentConnectionsMakeRoomAtTheMaximum(t *testing.T) {
+	const limit = 5
+	r := echoRouter(t, Options{MaxConnections: limit, FirstMessageTimeout: -1})
+	talker := dialPipe(t, r.Addr().String(), DealerOptions{})
+	talker.waitConnected(t)
+	echoes(t, talker, []byte("hello"))
+	var silent []*rawPeer
+	for range limit - 1 {
+		silent = append(silent, dialRaw(t, r.Addr(), ""))
+	}
+	require.Eventually(t, func() bool { return r.Stats().Connections == limit }, waitFor, tick)
+
+	legit := dialPipe(t, r.Addr().String(), DealerOptions{})
+	legit.waitConnected(t)
+	echoes(t, legit, []byte("in"))
+	waitClosed(t, silent[0].nc) // the oldest silent one made room
+	assert.Equal(t, uint64(1), r.Stats().ConnectionsEvicted)
+	assert.Zero(t, r.Stats().ConnectionsRefused)
+	echoes(t, talker, []byte("still here"))
 }
 
 func TestDefaultMaxConnectionsKeepsAReserve(t *testing.T) {

@@ -74,8 +74,9 @@ type Options struct {
 	// the peer is disconnected (it has stopped reading). Default 4096.
 	SendQueue int
 	// MaxConnections bounds a Router's open connections (handshaking or
-	// established); a connection beyond it is closed as soon as it is
-	// accepted. Default: the process's file descriptor limit less a
+	// established). At the limit, a new connection takes the place of
+	// the oldest one that has not begun a message yet, or, when every
+	// connection has, is closed as soon as it is accepted. Default: the process's file descriptor limit less a
 	// reserve (a tenth, at least 64), so that the server keeps the
 	// descriptors to accept, answer and close. Negative: no limit.
 	MaxConnections int

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -42,8 +43,12 @@ type RouterStats struct {
 	// established (gauge); MaxConnections bounds it.
 	Connections int
 	// ConnectionsRefused counts connections closed at once because
-	// MaxConnections were open.
+	// MaxConnections were open and none of them was still silent.
 	ConnectionsRefused uint64
+	// ConnectionsEvicted counts connections that had not begun a message
+	// (the oldest first) closed to make room for a new one when
+	// MaxConnections were open.
+	ConnectionsEvicted uint64
 	// FirstMessageTimeouts counts connections closed for not beginning a
 	// message within FirstMessageTimeout of their handshake.
 	FirstMessageTimeouts uint64
@@ -80,6 +85,73 @@ type Router struct {
 	budget                               byteBudget
 	warns                                warnLimiter
 	refused, silent, stalled, overBudget atomic.Uint64
+
+	// silentConns holds the connections that have not begun a message
+	// yet, oldest first: at MaxConnections the oldest makes room for a
+	// new one, so that a flood of silent connections cannot keep out a
+	// client that speaks.
+	smu         sync.Mutex
+	silentConns list.List
+	evicting    atomic.Int64
+	evicted     atomic.Uint64
+}
+
+// maxEvicting bounds the evicted connections still being torn down: past
+// it, new connections are refused until the descriptors come back.
+const maxEvicting = 32
+
+// silentConn is a Router connection that has not begun a message.
+type silentConn struct {
+	nc      net.Conn
+	el      *list.Element // nil once it spoke, ended or was evicted
+	evicted bool
+}
+
+// track adds a new connection to the silent ones.
+func (r *Router) track(nc net.Conn) *silentConn {
+	sc := &silentConn{nc: nc}
+	r.smu.Lock()
+	sc.el = r.silentConns.PushBack(sc)
+	r.smu.Unlock()
+	return sc
+}
+
+// spoke removes sc from the silent connections.
+func (r *Router) spoke(sc *silentConn) {
+	r.smu.Lock()
+	if sc.el != nil {
+		r.silentConns.Remove(sc.el)
+		sc.el = nil
+	}
+	r.smu.Unlock()
+}
+
+// evictOldestSilent closes the oldest connection that has not begun a
+// message, if any, and reports whether it did.
+func (r *Router) evictOldestSilent() bool {
+	if r.evicting.Load() >= maxEvicting {
+		return false
+	}
+	r.smu.Lock()
+	front := r.silentConns.Front()
+	if front == nil {
+		r.smu.Unlock()
+		return false
+	}
+	sc := front.Value.(*silentConn)
+	r.silentConns.Remove(front)
+	sc.el = nil
+	sc.evicted = true
+	r.smu.Unlock()
+	r.evicting.Add(1)
+	r.evicted.Add(1)
+	if tc, ok := sc.nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = sc.nc.Close()
+	r.warns.warn(r.log.WithFields(logrus.Fields{"peer_addr": sc.nc.RemoteAddr().String(), "max_connections": r.opts.MaxConnections}),
+		"evicted", "closed the oldest connection that had sent no message, to make room: max_connections are open")
+	return true
 }
 
 // Listen binds addr ("tcp://HOST:PORT", HOST may be "*", or "HOST:PORT") and
@@ -180,7 +252,7 @@ func (r *Router) acceptLoop() {
 		}
 		backoff = 0
 		r.accepted.Add(1)
-		if limit := r.opts.MaxConnections; limit > 0 && r.open.Load() >= int64(limit) {
+		if limit := r.opts.MaxConnections; limit > 0 && r.open.Load()-r.evicting.Load() >= int64(limit) && !r.evictOldestSilent() {
 			// Closed at once, with a reset: the descriptor comes back
 			// now and a peer that keeps trying costs nothing else.
 			r.refused.Add(1)
@@ -189,7 +261,7 @@ func (r *Router) acceptLoop() {
 			}
 			_ = c.Close()
 			r.warns.warn(r.log.WithFields(logrus.Fields{"peer_addr": c.RemoteAddr().String(), "max_connections": limit}),
-				"refused", "closed a new connection: max_connections are open")
+				"refused", "closed a new connection: max_connections are open and every one has sent a message")
 			continue
 		}
 		r.open.Add(1)
@@ -197,13 +269,22 @@ func (r *Router) acceptLoop() {
 		// both (also on a listener systemd passed), and the two extra
 		// system calls were part of every connect.
 		r.wg.Add(1)
-		go r.serveConn(c)
+		go r.serveConn(c, r.track(c))
 	}
 }
 
-func (r *Router) serveConn(nc net.Conn) {
+func (r *Router) serveConn(nc net.Conn, sc *silentConn) {
 	defer r.wg.Done()
 	defer r.open.Add(-1)
+	defer func() {
+		r.spoke(sc)
+		r.smu.Lock()
+		evicted := sc.evicted
+		r.smu.Unlock()
+		if evicted {
+			r.evicting.Add(-1)
+		}
+	}()
 	cn, err := handshake(r.ctx, nc, zmq4.Router, nil, true, r.opts)
 	if err != nil {
 		r.handshakeFailures.Add(1)
@@ -244,7 +325,14 @@ func (r *Router) serveConn(nc net.Conn) {
 		old.shutdown(fmt.Errorf("replaced by a new connection with the same identity"))
 	}
 
-	reason := cn.readLoop(func(frames [][]byte) { r.h.OnMessage(id, frames) })
+	first := true
+	reason := cn.readLoop(func(frames [][]byte) {
+		if first {
+			first = false
+			r.spoke(sc)
+		}
+		r.h.OnMessage(id, frames)
+	})
 	cn.wait()
 
 	r.mu.Lock()
@@ -343,6 +431,7 @@ func (r *Router) Stats() RouterStats {
 
 		Connections:          int(r.open.Load()),
 		ConnectionsRefused:   r.refused.Load(),
+		ConnectionsEvicted:   r.evicted.Load(),
 		FirstMessageTimeouts: r.silent.Load(),
 		StalledFrames:        r.stalled.Load(),
 		BufferBudgetExceeded: r.overBudget.Load(),

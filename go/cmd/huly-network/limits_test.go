@@ -99,6 +99,7 @@ func TestSilentConnectionIsClosedLoggedAndCounted(t *testing.T) {
 		"huly_network_hello_timeouts_total 1",
 		"huly_network_connections 0",
 		"huly_network_connections_refused_total 0",
+		"huly_network_connections_evicted_total 0",
 		"huly_network_stalled_frames_total 0",
 		"huly_network_buffer_budget_exceeded_total 0",
 		"huly_network_buffered_bytes 0",

@@ -44,7 +44,7 @@ type Config struct {
 	LogLevel         string          `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
 	LogFormat        string          `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
 
-	MaxConnections       int             `json:"max_connections" usage:"open connections at most; more are closed as soon as accepted (0: the file descriptor limit less a tenth, at least 64, kept for the server itself)"`
+	MaxConnections       int             `json:"max_connections" usage:"open connections at most; at the limit a new one replaces the oldest that has sent no message, or is closed at once (0: the file descriptor limit less a tenth, at least 64, kept for the server itself)"`
 	HelloTimeout         config.Duration `json:"hello_timeout" usage:"time a connection has after its handshake to begin its first message (the hello) before it is closed"`
 	FrameProgressTimeout config.Duration `json:"frame_progress_timeout" usage:"a connection whose message, once begun, goes this long without a byte is closed"`
 	MaxBufferedBytes     int64           `json:"max_buffered_bytes" usage:"bytes all connections together may hold in unfinished messages; the connection that would go over is closed"`
