@@ -114,9 +114,13 @@ type guardConn struct {
 
 	// scratch collects a message's frames in readMessage; reserved is
 	// what its growth for the message being read took from budget.
-	scratch  []byte
-	reserved int64
-	budget   *byteBudget
+	scratch        []byte
+	reserved       int64
+	scratchCharged int
+	budget         *byteBudget
+	// abandoned is what the unfinished message held when the
+	// connection failed.
+	abandoned int64
 
 	// Read deadlines after the handshake (see armReadDeadlines), owned
 	// by the reading goroutine: started once a message has begun, mid
@@ -497,6 +501,7 @@ func (g *guardConn) readMessage() ([][]byte, error) {
 		// The connection is unusable: what it buffered goes now, not
 		// when the connection is collected.
 		g.scratch = nil
+		g.abandoned = g.reserved
 	}
 	g.settle()
 	return frames, err
@@ -510,36 +515,84 @@ func (g *guardConn) settle() {
 		g.budget.give(g.reserved)
 		g.reserved = 0
 	}
+	g.scratchCharged = 0
 }
 
-// A frame body of more than growStep bytes is read into memory that grows
-// with what arrives (doubling, at least growStep at a time), not into
-// memory of the size its header announces.
-const growStep = 64 << 10
+// charge takes n bytes from the budget for the message being read.
+func (g *guardConn) charge(n int) error {
+	if g.budget == nil {
+		return nil
+	}
+	if !g.budget.take(int64(n)) {
+		return fmt.Errorf("%w: a message needs %d more bytes with %d buffered by all connections, limit %d",
+			ErrBufferBudget, n, g.budget.used.Load(), g.budget.limit)
+	}
+	g.reserved += int64(n)
+	return nil
+}
 
-// grow makes room in scratch for at least one more byte of a message
-// that ends at end, charging the budget for the growth.
-func (g *guardConn) grow(end int) error {
-	n := len(g.scratch)
-	var size int
-	if end-n > growStep {
-		size = min(end, max(2*cap(g.scratch), n+growStep))
-	} else {
-		size = max(min(2*cap(g.scratch), end+growStep), end, 512)
+// refund gives back n bytes charged for the message being read.
+func (g *guardConn) refund(n int) {
+	if g.budget != nil && n > 0 {
+		g.budget.give(int64(n))
+		g.reserved -= int64(n)
 	}
-	if g.budget != nil {
-		delta := int64(size) - g.reserved
-		if delta > 0 {
-			if !g.budget.take(delta) {
-				return fmt.Errorf("%w: a message would hold %d bytes with %d buffered by all connections, limit %d",
-					ErrBufferBudget, size, g.budget.used.Load(), g.budget.limit)
-			}
-			g.reserved += delta
-		}
+}
+
+// resize replaces scratch by a buffer of capacity size holding the same
+// bytes; the budget is charged for the new buffer (the old one stays
+// charged until the copy is made).
+func (g *guardConn) resize(size int) error {
+	if err := g.charge(size); err != nil {
+		return err
 	}
-	grown := make([]byte, n, size)
+	g.refund(g.scratchCharged)
+	g.scratchCharged = size
+	grown := make([]byte, len(g.scratch), size)
 	copy(grown, g.scratch)
 	g.scratch = grown
+	return nil
+}
+
+// A frame body of more than growStep bytes that does not fit in scratch
+// is read into chunks that grow with what arrives (from growStep, doubling
+// up to maxChunk), never into memory of the size its header announces;
+// once complete it is copied into scratch at its exact size.
+const (
+	growStep = 64 << 10
+	maxChunk = 4 << 20
+	// largeHeadroom is room left after a large frame for the small
+	// frames that may follow it in the message (the empty delimiter).
+	largeHeadroom = 512
+)
+
+// readLarge reads a frame body of n bytes onto the end of scratch.
+func (g *guardConn) readLarge(n int) error {
+	var chunks [][]byte
+	charged := 0
+	for got, size := 0, growStep; got < n; size = min(2*size, maxChunk) {
+		c := min(size, n-got)
+		if err := g.charge(c); err != nil {
+			return err
+		}
+		charged += c
+		chunk := make([]byte, c)
+		if _, err := readFull(g.br, chunk); err != nil {
+			return err
+		}
+		chunks = append(chunks, chunk)
+		got += c
+	}
+	// The chunks become garbage as the frame is copied: the budget
+	// holds one copy, so that a frame of the maximum size fits in a
+	// budget of that size.
+	g.refund(charged)
+	if err := g.resize(len(g.scratch) + n + largeHeadroom); err != nil {
+		return err
+	}
+	for _, c := range chunks {
+		g.scratch = append(g.scratch, c...)
+	}
 	return nil
 }
 
@@ -590,20 +643,22 @@ func (g *guardConn) readFrames() ([][]byte, error) {
 			return nil, errTooManyFrames
 		}
 		n := int(size)
-		end := len(g.scratch) + n
-		for len(g.scratch) < end {
-			if len(g.scratch) == cap(g.scratch) {
-				// The last frame (the payload) is the large one, and
-				// a large message keeps this buffer.
-				if err := g.grow(end); err != nil {
-					return nil, err
-				}
+		start, end := len(g.scratch), len(g.scratch)+n
+		// The last frame (the payload) is the large one, and a large
+		// message keeps this buffer.
+		if end > cap(g.scratch) && n > growStep {
+			err = g.readLarge(n)
+		} else {
+			if end > cap(g.scratch) {
+				err = g.resize(max(min(2*cap(g.scratch), end+growStep), end, 512))
 			}
-			k, err := g.br.Read(g.scratch[len(g.scratch):min(end, cap(g.scratch))])
-			g.scratch = g.scratch[:len(g.scratch)+k]
-			if err != nil {
-				return nil, err
+			if err == nil {
+				g.scratch = g.scratch[:end]
+				_, err = readFull(g.br, g.scratch[start:])
 			}
+		}
+		if err != nil {
+			return nil, err
 		}
 		spans = append(spans, int64(n))
 		total += int64(n)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -370,6 +371,44 @@ func (r *Router) serveConn(nc net.Conn, sc *silentConn) {
 	if current && r.h.OnDisconnect != nil {
 		r.h.OnDisconnect(id)
 	}
+	if cn.g.abandoned >= returnMemoryAfter {
+		returnMemory()
+	}
+}
+
+// An unfinished message of at least returnMemoryAfter bytes dropped with
+// its connection has the process give free memory back to the system soon
+// after (drops within returnMemoryDelay of each other together, and at
+// most once per returnMemoryEvery): otherwise the process keeps it until a
+// collection that nothing may trigger for minutes, and a peer that sends
+// large partial frames and goes away leaves the process large.
+const (
+	returnMemoryAfter = 8 << 20
+	returnMemoryDelay = 100 * time.Millisecond
+	returnMemoryEvery = 5 * time.Second
+)
+
+var memoryReturn struct {
+	mu      sync.Mutex
+	pending bool
+	last    time.Time
+}
+
+func returnMemory() {
+	memoryReturn.mu.Lock()
+	defer memoryReturn.mu.Unlock()
+	if memoryReturn.pending {
+		return
+	}
+	memoryReturn.pending = true
+	delay := max(returnMemoryDelay, time.Until(memoryReturn.last.Add(returnMemoryEvery)))
+	time.AfterFunc(delay, func() {
+		memoryReturn.mu.Lock()
+		memoryReturn.pending = false
+		memoryReturn.last = time.Now()
+		memoryReturn.mu.Unlock()
+		debug.FreeOSMemory()
+	})
 }
 
 // Send queues a message for peer. It never blocks.

@@ -87,8 +87,8 @@ func (c *Config) validate() error {
 	if c.MaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("max_connections: must be 0 (from the file descriptor limit) or positive, got %d", c.MaxConnections))
 	}
-	if c.MaxBufferedBytes < c.MaxFrameSize {
-		errs = append(errs, fmt.Errorf("max_buffered_bytes (%d) must be at least max_frame_size (%d)", c.MaxBufferedBytes, c.MaxFrameSize))
+	if c.MaxBufferedBytes < c.MaxFrameSize+64<<10 {
+		errs = append(errs, fmt.Errorf("max_buffered_bytes (%d) must be at least max_frame_size (%d) and 64 KiB", c.MaxBufferedBytes, c.MaxFrameSize))
 	}
 	if c.PingInterval >= c.AliveTimeout && c.PingInterval > 0 {
 		errs = append(errs, fmt.Errorf("ping_interval (%s) must be below alive_timeout (%s)", c.PingInterval, c.AliveTimeout))
