@@ -5,7 +5,10 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -233,4 +236,53 @@ func TestDefaultMaxConnectionsKeepsAReserve(t *testing.T) {
 	assert.Positive(t, d)
 	assert.Equal(t, d, Options{}.withDefaults().MaxConnections)
 	assert.Equal(t, -1, Options{MaxConnections: -1}.withDefaults().MaxConnections)
+}
+
+// emfileListener fails one Accept with EMFILE when armed, keeping the
+// connection it accepted for the next call.
+type emfileListener struct {
+	net.Listener
+	armed atomic.Bool
+	held  net.Conn
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if c := l.held; c != nil {
+		l.held = nil
+		return c, nil
+	}
+	c, err := l.Listener.Accept()
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		l.held = c
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return c, err
+}
+
+// Out of descriptors, the oldest silent connection gives its descriptor
+// back at once, instead of a client waiting in the backlog.
+func TestOutOfDescriptorsEvictsTheOldestSilentConnection(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := &emfileListener{Listener: inner}
+	var r *Router
+	ready := make(chan struct{})
+	r = NewRouter(ln, RouterHandler{OnMessage: func(p PeerID, f [][]byte) {
+		<-ready
+		_ = r.Send(p, f...)
+	}}, Options{MaxConnections: -1, FirstMessageTimeout: -1})
+	close(ready)
+	defer r.Close()
+	silent := []*rawPeer{dialRaw(t, r.Addr(), ""), dialRaw(t, r.Addr(), "")}
+	require.Eventually(t, func() bool { return r.Stats().Connections == 2 }, waitFor, tick)
+
+	ln.armed.Store(true)
+	legit := dialPipe(t, r.Addr().String(), DealerOptions{})
+	legit.waitConnected(t)
+	echoes(t, legit, []byte("in"))
+	waitClosed(t, silent[0].nc)
+	require.Eventually(t, func() bool { return r.Stats().Connections == 2 }, waitFor, tick, "the newer silent one and the client")
+	st := r.Stats()
+	assert.Equal(t, uint64(1), st.AcceptErrors)
+	assert.Equal(t, uint64(1), st.ConnectionsEvicted)
 }

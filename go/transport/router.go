@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -239,15 +240,22 @@ func (r *Router) acceptLoop() {
 				r.log.WithError(err).Error("listener closed under the router")
 				return
 			}
+			r.acceptErrors.Add(1)
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && r.evictOldestSilent() {
+				// Out of descriptors: the oldest connection that has
+				// said nothing gives its descriptor back, so that the
+				// connection waiting in the backlog is served now.
+				r.sleep(r.ctx, time.Millisecond) // while it closes
+				continue
+			}
 			// EMFILE and friends: back off instead of spinning, as
 			// net/http does, so the process stays responsive.
-			r.acceptErrors.Add(1)
 			if backoff == 0 {
 				backoff = 5 * time.Millisecond
 			} else if backoff *= 2; backoff > time.Second {
 				backoff = time.Second
 			}
-			r.log.WithError(err).Warnf("accept failed; retrying in %s", backoff)
+			r.warns.warn(r.log.WithError(err).WithField("retry_in", backoff), "accept", "accept failed; retrying")
 			r.sleep(r.ctx, backoff)
 			continue
 		}
