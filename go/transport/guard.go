@@ -617,6 +617,7 @@ func (g *guardConn) readFrames() ([][]byte, error) {
 			if err := g.swallowCommand(flag); err != nil {
 				return nil, err
 			}
+			g.mid = false // between messages again: idle is allowed
 			continue
 		}
 		var size uint64

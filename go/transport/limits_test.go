@@ -286,3 +286,31 @@ func TestOutOfDescriptorsEvictsTheOldestSilentConnection(t *testing.T) {
 	assert.Equal(t, uint64(1), st.AcceptErrors)
 	assert.Equal(t, uint64(1), st.ConnectionsEvicted)
 }
+
+// A peer may stay idle between messages, also after a ZMTP PING: only a
+// message that has begun has to make progress.
+func TestIdleAfterPingIsNotAStall(t *testing.T) {
+	const d = 300 * time.Millisecond
+	r := echoRouter(t, Options{FirstMessageTimeout: d, FrameProgressTimeout: d})
+	p := dialRaw(t, r.Addr(), "pinger")
+	require.NoError(t, p.zc.SendMsg(zmq4.NewMsgString("hello")))
+	require.NoError(t, p.nc.SetReadDeadline(time.Now().Add(waitFor)))
+	_, err := p.zc.RecvMsg()
+	require.NoError(t, err)
+	require.NoError(t, p.zc.SendCmd(zmq4.CmdPing, []byte{0, 0}))
+	cmd, err := p.zc.RecvCmd()
+	require.NoError(t, err)
+	require.Equal(t, zmq4.CmdPong, cmd.Name)
+
+	// A silent connection opened now is reaped once the deadline has
+	// passed: by then the pinger has been idle for longer than it.
+	silent := dialRaw(t, r.Addr(), "")
+	waitClosed(t, silent.nc)
+	require.Eventually(t, func() bool { return r.Stats().FirstMessageTimeouts == 1 }, waitFor, tick)
+
+	require.NoError(t, p.zc.SendMsg(zmq4.NewMsgString("still here")))
+	msg, err := p.zc.RecvMsg()
+	require.NoError(t, err)
+	assert.Equal(t, "still here", string(msg.Frames[0]))
+	assert.Zero(t, r.Stats().StalledFrames)
+}
