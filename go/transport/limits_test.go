@@ -7,12 +7,15 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,6 +29,35 @@ func partialFrame(size, sent int) []byte {
 	return append(b, bytes.Repeat([]byte("p"), sent)...)
 }
 
+// recordWarnings gives opts a logger whose entries the hook keeps.
+func recordWarnings(opts Options) (Options, *logtest.Hook) {
+	l, hook := logtest.NewNullLogger()
+	opts.Logger = l
+	return opts, hook
+}
+
+// warnings returns the warnings whose message contains msg.
+func warnings(hook *logtest.Hook, msg string) []*logrus.Entry {
+	var out []*logrus.Entry
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel && strings.Contains(e.Message, msg) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// requireWarned waits for a warning containing msg and checks that it
+// names the peer's address and the limit.
+func requireWarned(t *testing.T, hook *logtest.Hook, msg, limit string) *logrus.Entry {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(warnings(hook, msg)) > 0 }, waitFor, tick, "no warning %q", msg)
+	e := warnings(hook, msg)[0]
+	assert.Contains(t, e.Data, "peer_addr")
+	assert.Contains(t, e.Data, limit)
+	return e
+}
+
 // echoes checks that d's message comes back.
 func echoes(t *testing.T, d *dealerPipe, body []byte) {
 	t.Helper()
@@ -37,7 +69,8 @@ func echoes(t *testing.T, d *dealerPipe, body []byte) {
 
 func TestSilentConnectionsAfterHandshakeAreReaped(t *testing.T) {
 	const silent = 300
-	r := echoRouter(t, Options{FirstMessageTimeout: 300 * time.Millisecond})
+	opts, hook := recordWarnings(Options{FirstMessageTimeout: 300 * time.Millisecond})
+	r := echoRouter(t, opts)
 	baseline := runtime.NumGoroutine()
 
 	// A peer that said something first may then stay idle as long as it
@@ -67,10 +100,13 @@ func TestSilentConnectionsAfterHandshakeAreReaped(t *testing.T) {
 	// it was idle for longer than the deadline and is still served.
 	echoes(t, legit, []byte("still here"))
 	assert.Equal(t, uint64(silent), r.Stats().FirstMessageTimeouts)
+	requireWarned(t, hook, "sent no message after its handshake", "first_message_timeout")
+	assert.Less(t, len(warnings(hook, "sent no message")), silent/2, "a flood of warnings is rate-limited")
 }
 
 func TestPartialFrameThenSilenceIsDroppedAndBudgetReturned(t *testing.T) {
-	r := echoRouter(t, Options{MaxFrameSize: 4 << 20, FrameProgressTimeout: 300 * time.Millisecond})
+	opts, hook := recordWarnings(Options{MaxFrameSize: 4 << 20, FrameProgressTimeout: 300 * time.Millisecond})
+	r := echoRouter(t, opts)
 	p := dialRaw(t, r.Addr(), "staller")
 	require.NoError(t, p.zc.SendMsg(zmq4.NewMsgString("hello")))
 	require.NoError(t, p.nc.SetReadDeadline(time.Now().Add(waitFor)))
@@ -85,6 +121,7 @@ func TestPartialFrameThenSilenceIsDroppedAndBudgetReturned(t *testing.T) {
 		return st.StalledFrames == 1 && st.Connections == 0 && st.BufferedBytes == 0
 	}, waitFor, tick, "stats: %+v", r.Stats())
 	assert.Zero(t, r.Stats().FirstMessageTimeouts)
+	requireWarned(t, hook, "stopped making progress", "frame_progress_timeout")
 }
 
 // pipeConn is a net.Conn reading from a pipe, for the guard alone.
@@ -142,7 +179,8 @@ func TestLargeFrameMemoryFollowsTheBytesReceived(t *testing.T) {
 }
 
 func TestBufferBudgetClosesTheOffenderOnly(t *testing.T) {
-	r := echoRouter(t, Options{MaxFrameSize: 2 << 20, MaxBufferedBytes: 3 << 20, FrameProgressTimeout: -1})
+	opts, hook := recordWarnings(Options{MaxFrameSize: 2 << 20, MaxBufferedBytes: 3 << 20, FrameProgressTimeout: -1})
+	r := echoRouter(t, opts)
 	good := dialPipe(t, r.Addr().String(), DealerOptions{})
 	good.waitConnected(t)
 	echoes(t, good, []byte("hello"))
@@ -158,6 +196,7 @@ func TestBufferBudgetClosesTheOffenderOnly(t *testing.T) {
 	_, _ = offender.nc.Write(partialFrame(2<<20, 2<<20-1000)) // may fail once closed
 	waitClosed(t, offender.nc)
 	require.Eventually(t, func() bool { return r.Stats().BufferBudgetExceeded == 1 }, waitFor, tick)
+	requireWarned(t, hook, "buffered-bytes budget", "max_buffered_bytes")
 
 	// Others keep working, the holder included.
 	echoes(t, good, bytes.Repeat([]byte("g"), 200<<10))
@@ -175,7 +214,8 @@ func TestBufferBudgetClosesTheOffenderOnly(t *testing.T) {
 
 func TestConnectionsBeyondTheMaximumAreClosed(t *testing.T) {
 	const limit = 5
-	r := echoRouter(t, Options{MaxConnections: limit})
+	opts, hook := recordWarnings(Options{MaxConnections: limit})
+	r := echoRouter(t, opts)
 	var held []*rawPeer
 	for range limit {
 		p := dialRaw(t, r.Addr(), "")
@@ -191,6 +231,7 @@ func TestConnectionsBeyondTheMaximumAreClosed(t *testing.T) {
 		waitClosed(t, extra)
 	}
 	require.Eventually(t, func() bool { return r.Stats().ConnectionsRefused >= 1 }, waitFor, tick)
+	requireWarned(t, hook, "closed a new connection", "max_connections")
 	assert.Equal(t, limit, r.Stats().Connections)
 
 	legit := dialPipe(t, r.Addr().String(), DealerOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
@@ -208,7 +249,8 @@ func TestConnectionsBeyondTheMaximumAreClosed(t *testing.T) {
 // room for a new one: silent connections cannot keep out a client.
 func TestSilentConnectionsMakeRoomAtTheMaximum(t *testing.T) {
 	const limit = 5
-	r := echoRouter(t, Options{MaxConnections: limit, FirstMessageTimeout: -1})
+	opts, hook := recordWarnings(Options{MaxConnections: limit, FirstMessageTimeout: -1})
+	r := echoRouter(t, opts)
 	talker := dialPipe(t, r.Addr().String(), DealerOptions{})
 	talker.waitConnected(t)
 	echoes(t, talker, []byte("hello"))
@@ -224,6 +266,7 @@ func TestSilentConnectionsMakeRoomAtTheMaximum(t *testing.T) {
 	waitClosed(t, silent[0].nc) // the oldest silent one made room
 	assert.Equal(t, uint64(1), r.Stats().ConnectionsEvicted)
 	assert.Zero(t, r.Stats().ConnectionsRefused)
+	requireWarned(t, hook, "to make room", "max_connections")
 	echoes(t, talker, []byte("still here"))
 }
 
