@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ZMTP 3 frame flags (RFC 23).
@@ -26,6 +28,19 @@ const (
 // announces a frame larger than the configured maximum. The connection is
 // unusable afterwards.
 var ErrFrameTooLarge = errors.New("transport: frame exceeds the maximum frame size")
+
+// ErrFirstMessageTimeout ends a Router connection that finished the
+// handshake and did not begin a message within Options.FirstMessageTimeout.
+var ErrFirstMessageTimeout = errors.New("transport: no message within the first-message timeout")
+
+// ErrFrameStalled ends a connection whose message, once begun, went without
+// a byte for Options.FrameProgressTimeout.
+var ErrFrameStalled = errors.New("transport: message stopped making progress")
+
+// ErrBufferBudget ends a connection whose unfinished message would take the
+// bytes buffered by all of a Router's connections over
+// Options.MaxBufferedBytes.
+var ErrBufferBudget = errors.New("transport: buffered bytes over the shared budget")
 
 // errBadCommand is returned for a command frame that is oversized or empty
 // after the handshake.
@@ -97,19 +112,111 @@ type guardConn struct {
 	sizeWant  int // 1 or 8
 	frameFlag byte
 
-	// scratch collects a message's frames in readMessage.
-	scratch []byte
+	// scratch collects a message's frames in readMessage; reserved is
+	// what its growth for the message being read took from budget.
+	scratch        []byte
+	reserved       int64
+	scratchCharged int
+	budget         *byteBudget
+	// abandoned is what the unfinished message held when the
+	// connection failed.
+	abandoned int64
+
+	// Read deadlines after the handshake (see armReadDeadlines), owned
+	// by the reading goroutine: started once a message has begun, mid
+	// while one is being read, deadlineSet while the connection has a
+	// read deadline.
+	armed       bool
+	progress    time.Duration
+	started     bool
+	mid         bool
+	deadlineSet bool
 }
 
 func newGuardConn(c net.Conn, maxFrame int64, readBuf int) *guardConn {
-	return &guardConn{
+	g := &guardConn{
 		Conn:     c,
-		br:       bufio.NewReaderSize(c, readBuf),
 		maxFrame: maxFrame,
 		st:       stGreeting,
 		remain:   greetingSize,
 	}
+	g.br = bufio.NewReaderSize(readSource{g}, readBuf)
+	return g
 }
+
+// armReadDeadlines applies the read deadlines of an established
+// connection, from its reading goroutine: the first message must begin
+// within first (none when not positive), and a message that has begun
+// must not go without a byte for progress (none when not positive).
+// Between messages the connection may stay idle.
+func (g *guardConn) armReadDeadlines(first, progress time.Duration) error {
+	g.armed = true
+	g.progress = progress
+	if first > 0 && !g.started {
+		if err := g.Conn.SetReadDeadline(time.Now().Add(first)); err != nil {
+			return fmt.Errorf("set first-message deadline: %w", err)
+		}
+		g.deadlineSet = true
+	}
+	return nil
+}
+
+// readSource is what the guard's buffered reader reads from: the
+// connection, with the read deadline adjusted before each read to where
+// the reader is (before the first message, inside a message, between
+// messages), so that it costs nothing while data arrives in the buffer.
+type readSource struct{ g *guardConn }
+
+func (s readSource) Read(p []byte) (int, error) {
+	g := s.g
+	if !g.armed {
+		return g.Conn.Read(p)
+	}
+	if g.started {
+		if g.mid && g.progress > 0 {
+			if err := g.Conn.SetReadDeadline(time.Now().Add(g.progress)); err != nil {
+				return 0, err
+			}
+			g.deadlineSet = true
+		} else if g.deadlineSet {
+			if err := g.Conn.SetReadDeadline(time.Time{}); err != nil {
+				return 0, err
+			}
+			g.deadlineSet = false
+		}
+	}
+	n, err := g.Conn.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if !g.started {
+			err = fmt.Errorf("%w: %w", ErrFirstMessageTimeout, err)
+		} else {
+			err = fmt.Errorf("%w for %s: %w", ErrFrameStalled, g.progress, err)
+		}
+	}
+	return n, err
+}
+
+// byteBudget is the memory a Router's connections may hold together for
+// unfinished messages.
+type byteBudget struct {
+	limit int64 // negative: unlimited
+	used  atomic.Int64
+}
+
+// take reserves n bytes, or reports that they would go over the limit.
+func (b *byteBudget) take(n int64) bool {
+	for {
+		cur := b.used.Load()
+		if b.limit >= 0 && cur+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+func (b *byteBudget) give(n int64) { b.used.Add(-n) }
 
 // establish switches the connection to its post-handshake mode.
 func (g *guardConn) establish(onPing func(context []byte)) {
@@ -389,6 +496,107 @@ var errTooManyFrames = errors.New("transport: message has too many frames")
 // caller. One message is bounded by the maximum frame size plus
 // messageSlack.
 func (g *guardConn) readMessage() ([][]byte, error) {
+	frames, err := g.readFrames()
+	if err != nil {
+		// The connection is unusable: what it buffered goes now, not
+		// when the connection is collected.
+		g.scratch = nil
+		g.abandoned = g.reserved
+	}
+	g.settle()
+	return frames, err
+}
+
+// settle returns what the message just read (or abandoned) took from the
+// budget: a finished message belongs to its receiver.
+func (g *guardConn) settle() {
+	g.mid = false
+	if g.reserved != 0 {
+		g.budget.give(g.reserved)
+		g.reserved = 0
+	}
+	g.scratchCharged = 0
+}
+
+// charge takes n bytes from the budget for the message being read.
+func (g *guardConn) charge(n int) error {
+	if g.budget == nil {
+		return nil
+	}
+	if !g.budget.take(int64(n)) {
+		return fmt.Errorf("%w: a message needs %d more bytes with %d buffered by all connections, limit %d",
+			ErrBufferBudget, n, g.budget.used.Load(), g.budget.limit)
+	}
+	g.reserved += int64(n)
+	return nil
+}
+
+// refund gives back n bytes charged for the message being read.
+func (g *guardConn) refund(n int) {
+	if g.budget != nil && n > 0 {
+		g.budget.give(int64(n))
+		g.reserved -= int64(n)
+	}
+}
+
+// resize replaces scratch by a buffer of capacity size holding the same
+// bytes; the budget is charged for the new buffer (the old one stays
+// charged until the copy is made).
+func (g *guardConn) resize(size int) error {
+	if err := g.charge(size); err != nil {
+		return err
+	}
+	g.refund(g.scratchCharged)
+	g.scratchCharged = size
+	grown := make([]byte, len(g.scratch), size)
+	copy(grown, g.scratch)
+	g.scratch = grown
+	return nil
+}
+
+// A frame body of more than growStep bytes that does not fit in scratch
+// is read into chunks that grow with what arrives (from growStep, doubling
+// up to maxChunk), never into memory of the size its header announces;
+// once complete it is copied into scratch at its exact size.
+const (
+	growStep = 64 << 10
+	maxChunk = 4 << 20
+	// largeHeadroom is room left after a large frame for the small
+	// frames that may follow it in the message (the empty delimiter).
+	largeHeadroom = 512
+)
+
+// readLarge reads a frame body of n bytes onto the end of scratch.
+func (g *guardConn) readLarge(n int) error {
+	var chunks [][]byte
+	charged := 0
+	for got, size := 0, growStep; got < n; size = min(2*size, maxChunk) {
+		c := min(size, n-got)
+		if err := g.charge(c); err != nil {
+			return err
+		}
+		charged += c
+		chunk := make([]byte, c)
+		if _, err := readFull(g.br, chunk); err != nil {
+			return err
+		}
+		chunks = append(chunks, chunk)
+		got += c
+	}
+	// The chunks become garbage as the frame is copied: the budget
+	// holds one copy, so that a frame of the maximum size fits in a
+	// budget of that size.
+	g.refund(charged)
+	if err := g.resize(len(g.scratch) + n + largeHeadroom); err != nil {
+		return err
+	}
+	for _, c := range chunks {
+		g.scratch = append(g.scratch, c...)
+	}
+	return nil
+}
+
+func (g *guardConn) readFrames() ([][]byte, error) {
 	var sizes [8]int64
 	spans := sizes[:0]
 	var total int64
@@ -398,6 +606,10 @@ func (g *guardConn) readMessage() ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		g.mid = true
+		if flag&flagCommand == 0 {
+			g.started = true
+		}
 		if flag&flagCommand != 0 {
 			if len(spans) > 0 {
 				return nil, fmt.Errorf("%w: command inside a multipart message", errBadCommand)
@@ -405,6 +617,7 @@ func (g *guardConn) readMessage() ([][]byte, error) {
 			if err := g.swallowCommand(flag); err != nil {
 				return nil, err
 			}
+			g.mid = false // between messages again: idle is allowed
 			continue
 		}
 		var size uint64
@@ -431,17 +644,21 @@ func (g *guardConn) readMessage() ([][]byte, error) {
 			return nil, errTooManyFrames
 		}
 		n := int(size)
-		start := len(g.scratch)
-		if cap(g.scratch)-start < n {
-			// Exactly what this frame needs beyond the doubling: the
-			// last frame (the payload) is the large one, and a large
-			// message keeps this buffer.
-			grown := make([]byte, start, max(2*cap(g.scratch), start+n, 512))
-			copy(grown, g.scratch)
-			g.scratch = grown
+		start, end := len(g.scratch), len(g.scratch)+n
+		// The last frame (the payload) is the large one, and a large
+		// message keeps this buffer.
+		if end > cap(g.scratch) && n > growStep {
+			err = g.readLarge(n)
+		} else {
+			if end > cap(g.scratch) {
+				err = g.resize(max(min(2*cap(g.scratch), end+growStep), end, 512))
+			}
+			if err == nil {
+				g.scratch = g.scratch[:end]
+				_, err = readFull(g.br, g.scratch[start:])
+			}
 		}
-		g.scratch = g.scratch[:start+n]
-		if _, err := readFull(g.br, g.scratch[start:]); err != nil {
+		if err != nil {
 			return nil, err
 		}
 		spans = append(spans, int64(n))

@@ -21,6 +21,7 @@ package transport
 import (
 	"errors"
 	"io"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -32,6 +33,18 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultSendQueue        = 4096
+	// DefaultFrameProgressTimeout is how long a frame (or message) that
+	// has begun may go without a byte arriving.
+	DefaultFrameProgressTimeout = 10 * time.Second
+	// DefaultMaxBufferedBytes is the budget shared by a Router's
+	// connections for messages they have begun and not finished.
+	DefaultMaxBufferedBytes = 256 << 20
+
+	// fdReserve is what the default MaxConnections leaves of the file
+	// descriptor limit for everything that is not a peer connection
+	// (listeners, files, outgoing connections, the connection accepted
+	// only to be closed): at least minFDReserve, else a tenth.
+	minFDReserve = 64
 
 	readBufferSize  = 32 << 10
 	writeBufferSize = 32 << 10 // the pooled batch buffer
@@ -60,6 +73,30 @@ type Options struct {
 	// SendQueue is the number of messages queued per peer; when it is full
 	// the peer is disconnected (it has stopped reading). Default 4096.
 	SendQueue int
+	// MaxConnections bounds a Router's open connections (handshaking or
+	// established). At the limit, a new connection takes the place of
+	// the oldest one that has not begun a message yet, or, when every
+	// connection has, is closed as soon as it is accepted. Default: the process's file descriptor limit less a
+	// reserve (a tenth, at least 64), so that the server keeps the
+	// descriptors to accept, answer and close. Negative: no limit.
+	MaxConnections int
+	// FirstMessageTimeout bounds the time from the end of a Router
+	// connection's handshake to the start of its first message (a hello:
+	// a Go peer sends it with the handshake, a TypeScript peer right
+	// after); a connection that stays silent is closed. Default: the
+	// handshake timeout. Negative: no deadline.
+	FirstMessageTimeout time.Duration
+	// FrameProgressTimeout bounds the time a Router connection may go
+	// without a byte in the middle of a message; a message that stops
+	// making progress is dropped with its connection. Default 10s.
+	// Negative: no deadline.
+	FrameProgressTimeout time.Duration
+	// MaxBufferedBytes bounds the memory a Router's connections hold
+	// together for messages they have begun and not finished (memory
+	// grows with the bytes received, not with the size announced); the
+	// connection whose message would go over it is closed. Default 256
+	// MiB. Negative: no limit.
+	MaxBufferedBytes int64
 	// Logger receives connection-level events. Default: a discarding logger.
 	Logger logrus.FieldLogger
 }
@@ -77,10 +114,46 @@ func (o Options) withDefaults() Options {
 	if o.SendQueue <= 0 {
 		o.SendQueue = DefaultSendQueue
 	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = DefaultMaxConnections()
+	}
+	if o.FirstMessageTimeout == 0 {
+		o.FirstMessageTimeout = o.HandshakeTimeout
+	}
+	if o.FrameProgressTimeout == 0 {
+		o.FrameProgressTimeout = DefaultFrameProgressTimeout
+	}
+	if o.MaxBufferedBytes == 0 {
+		o.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
 	if o.Logger == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
 		o.Logger = l
 	}
 	return o
+}
+
+// DefaultMaxConnections is the default of Options.MaxConnections: the soft
+// limit on open files (which the Go runtime raises to the hard limit at
+// start) less a reserve of a tenth, at least 64. When the limit cannot be
+// read, or is too small to leave a reserve, it is half the limit or 64.
+func DefaultMaxConnections() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == 0 {
+		return minFDReserve
+	}
+	return maxConnectionsFor(lim.Cur)
+}
+
+func maxConnectionsFor(nofile uint64) int {
+	const ceiling = 1 << 30
+	if nofile > ceiling { // RLIM_INFINITY and friends
+		nofile = ceiling
+	}
+	reserve := max(nofile/10, minFDReserve)
+	if nofile < 2*reserve {
+		return max(int(nofile/2), 1)
+	}
+	return int(nofile - reserve)
 }

@@ -1,14 +1,17 @@
 package transport
 
 import (
+	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
@@ -38,6 +41,27 @@ type RouterStats struct {
 	SlowPeerDisconnects uint64
 	Replaced            uint64
 	AcceptErrors        uint64
+	// Connections is the number of open connections, handshaking or
+	// established (gauge); MaxConnections bounds it.
+	Connections int
+	// ConnectionsRefused counts connections closed at once because
+	// MaxConnections were open and none of them was still silent.
+	ConnectionsRefused uint64
+	// ConnectionsEvicted counts connections that had not begun a message
+	// (the oldest first) closed to make room for a new one when
+	// MaxConnections were open.
+	ConnectionsEvicted uint64
+	// FirstMessageTimeouts counts connections closed for not beginning a
+	// message within FirstMessageTimeout of their handshake.
+	FirstMessageTimeouts uint64
+	// StalledFrames counts connections closed because a message stopped
+	// making progress for FrameProgressTimeout.
+	StalledFrames uint64
+	// BufferBudgetExceeded counts connections closed because their
+	// unfinished message would go over MaxBufferedBytes.
+	BufferBudgetExceeded uint64
+	// BufferedBytes is the memory held for unfinished messages (gauge).
+	BufferedBytes int64
 }
 
 // Router is a ZeroMQ ROUTER socket bound to one listener.
@@ -58,6 +82,78 @@ type Router struct {
 	sleep  func(context.Context, time.Duration)
 
 	accepted, handshakeFailures, oversize, slow, replaced, acceptErrors atomic.Uint64
+
+	open                                 atomic.Int64
+	budget                               byteBudget
+	warns                                warnLimiter
+	refused, silent, stalled, overBudget atomic.Uint64
+
+	// silentConns holds the connections that have not begun a message
+	// yet, oldest first: at MaxConnections the oldest makes room for a
+	// new one, so that a flood of silent connections cannot keep out a
+	// client that speaks.
+	smu         sync.Mutex
+	silentConns list.List
+	evicting    atomic.Int64
+	evicted     atomic.Uint64
+}
+
+// maxEvicting bounds the evicted connections still being torn down: past
+// it, new connections are refused until the descriptors come back.
+const maxEvicting = 32
+
+// silentConn is a Router connection that has not begun a message.
+type silentConn struct {
+	nc      net.Conn
+	el      *list.Element // nil once it spoke, ended or was evicted
+	evicted bool
+}
+
+// track adds a new connection to the silent ones.
+func (r *Router) track(nc net.Conn) *silentConn {
+	sc := &silentConn{nc: nc}
+	r.smu.Lock()
+	sc.el = r.silentConns.PushBack(sc)
+	r.smu.Unlock()
+	return sc
+}
+
+// spoke removes sc from the silent connections.
+func (r *Router) spoke(sc *silentConn) {
+	r.smu.Lock()
+	if sc.el != nil {
+		r.silentConns.Remove(sc.el)
+		sc.el = nil
+	}
+	r.smu.Unlock()
+}
+
+// evictOldestSilent closes the oldest connection that has not begun a
+// message, if any, and reports whether it did.
+func (r *Router) evictOldestSilent() bool {
+	if r.evicting.Load() >= maxEvicting {
+		return false
+	}
+	r.smu.Lock()
+	front := r.silentConns.Front()
+	if front == nil {
+		r.smu.Unlock()
+		return false
+	}
+	sc := front.Value.(*silentConn)
+	r.silentConns.Remove(front)
+	sc.el = nil
+	sc.evicted = true
+	r.smu.Unlock()
+	r.evicting.Add(1)
+	r.evicted.Add(1)
+	if tc, ok := sc.nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = sc.nc.Close()
+	r.warns.warn(r.log.WithFields(logrus.Fields{"peer_addr": sc.nc.RemoteAddr().String(), "max_connections": r.opts.MaxConnections}),
+		"evicted", "closed the oldest connection that had sent no message, to make room: max_connections are open")
+	return true
 }
 
 // Listen binds addr ("tcp://HOST:PORT", HOST may be "*", or "HOST:PORT") and
@@ -102,6 +198,7 @@ func newRouter(ln net.Listener, h RouterHandler, opts Options, sleep func(contex
 		peers:  make(map[PeerID]*conn),
 		sleep:  sleep,
 	}
+	r.budget.limit = opts.MaxBufferedBytes
 	// libzmq numbers the peers it names from a random start; so do we, so
 	// that ids do not collide with a previous run's for long.
 	r.nextID.Store(uint32(time.Now().UnixNano()))
@@ -143,34 +240,70 @@ func (r *Router) acceptLoop() {
 				r.log.WithError(err).Error("listener closed under the router")
 				return
 			}
+			r.acceptErrors.Add(1)
+			if (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) && r.evictOldestSilent() {
+				// Out of descriptors: the oldest connection that has
+				// said nothing gives its descriptor back, so that the
+				// connection waiting in the backlog is served now.
+				r.sleep(r.ctx, time.Millisecond) // while it closes
+				continue
+			}
 			// EMFILE and friends: back off instead of spinning, as
 			// net/http does, so the process stays responsive.
-			r.acceptErrors.Add(1)
 			if backoff == 0 {
 				backoff = 5 * time.Millisecond
 			} else if backoff *= 2; backoff > time.Second {
 				backoff = time.Second
 			}
-			r.log.WithError(err).Warnf("accept failed; retrying in %s", backoff)
+			r.warns.warn(r.log.WithError(err).WithField("retry_in", backoff), "accept", "accept failed; retrying")
 			r.sleep(r.ctx, backoff)
 			continue
 		}
 		backoff = 0
 		r.accepted.Add(1)
+		if limit := r.opts.MaxConnections; limit > 0 && r.open.Load()-r.evicting.Load() >= int64(limit) && !r.evictOldestSilent() {
+			// Closed at once, with a reset: the descriptor comes back
+			// now and a peer that keeps trying costs nothing else.
+			r.refused.Add(1)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = c.Close()
+			r.warns.warn(r.log.WithFields(logrus.Fields{"peer_addr": c.RemoteAddr().String(), "max_connections": limit}),
+				"refused", "closed a new connection: max_connections are open and every one has sent a message")
+			continue
+		}
+		r.open.Add(1)
 		// No SetNoDelay/SetKeepAlive: Go's TCP accept already sets
 		// both (also on a listener systemd passed), and the two extra
 		// system calls were part of every connect.
 		r.wg.Add(1)
-		go r.serveConn(c)
+		go r.serveConn(c, r.track(c))
 	}
 }
 
-func (r *Router) serveConn(nc net.Conn) {
+func (r *Router) serveConn(nc net.Conn, sc *silentConn) {
 	defer r.wg.Done()
+	defer r.open.Add(-1)
+	defer func() {
+		r.spoke(sc)
+		r.smu.Lock()
+		evicted := sc.evicted
+		r.smu.Unlock()
+		if evicted {
+			r.evicting.Add(-1)
+		}
+	}()
 	cn, err := handshake(r.ctx, nc, zmq4.Router, nil, true, r.opts)
 	if err != nil {
 		r.handshakeFailures.Add(1)
 		r.log.WithError(err).Debug("handshake failed")
+		_ = nc.Close()
+		return
+	}
+	cn.g.budget = &r.budget
+	if err := cn.g.armReadDeadlines(r.opts.FirstMessageTimeout, r.opts.FrameProgressTimeout); err != nil {
+		r.log.WithError(err).Debug("connection lost after the handshake")
 		_ = nc.Close()
 		return
 	}
@@ -201,7 +334,14 @@ func (r *Router) serveConn(nc net.Conn) {
 		old.shutdown(fmt.Errorf("replaced by a new connection with the same identity"))
 	}
 
-	reason := cn.readLoop(func(frames [][]byte) { r.h.OnMessage(id, frames) })
+	first := true
+	reason := cn.readLoop(func(frames [][]byte) {
+		if first {
+			first = false
+			r.spoke(sc)
+		}
+		r.h.OnMessage(id, frames)
+	})
 	cn.wait()
 
 	r.mu.Lock()
@@ -211,7 +351,22 @@ func (r *Router) serveConn(nc net.Conn) {
 	}
 	r.mu.Unlock()
 
+	peerLog := func() logrus.FieldLogger {
+		return r.log.WithError(reason).WithFields(logrus.Fields{"peer": fmt.Sprintf("%x", id), "peer_addr": nc.RemoteAddr().String()})
+	}
 	switch {
+	case errors.Is(reason, ErrFirstMessageTimeout):
+		r.silent.Add(1)
+		r.warns.warn(peerLog().WithField("first_message_timeout", r.opts.FirstMessageTimeout), "silent",
+			"closed a connection that sent no message after its handshake")
+	case errors.Is(reason, ErrFrameStalled):
+		r.stalled.Add(1)
+		r.warns.warn(peerLog().WithField("frame_progress_timeout", r.opts.FrameProgressTimeout), "stalled",
+			"closed a connection whose message stopped making progress")
+	case errors.Is(reason, ErrBufferBudget):
+		r.overBudget.Add(1)
+		r.warns.warn(peerLog().WithField("max_buffered_bytes", r.opts.MaxBufferedBytes), "budget",
+			"closed a connection whose unfinished message would go over the buffered-bytes budget")
 	case errors.Is(reason, ErrFrameTooLarge):
 		r.oversize.Add(1)
 		r.log.WithError(reason).WithField("peer", fmt.Sprintf("%x", id)).Warn("closed a connection that announced an oversized frame")
@@ -224,6 +379,44 @@ func (r *Router) serveConn(nc net.Conn) {
 	if current && r.h.OnDisconnect != nil {
 		r.h.OnDisconnect(id)
 	}
+	if cn.g.abandoned >= returnMemoryAfter {
+		returnMemory()
+	}
+}
+
+// An unfinished message of at least returnMemoryAfter bytes dropped with
+// its connection has the process give free memory back to the system soon
+// after (drops within returnMemoryDelay of each other together, and at
+// most once per returnMemoryEvery): otherwise the process keeps it until a
+// collection that nothing may trigger for minutes, and a peer that sends
+// large partial frames and goes away leaves the process large.
+const (
+	returnMemoryAfter = 8 << 20
+	returnMemoryDelay = 100 * time.Millisecond
+	returnMemoryEvery = 5 * time.Second
+)
+
+var memoryReturn struct {
+	mu      sync.Mutex
+	pending bool
+	last    time.Time
+}
+
+func returnMemory() {
+	memoryReturn.mu.Lock()
+	defer memoryReturn.mu.Unlock()
+	if memoryReturn.pending {
+		return
+	}
+	memoryReturn.pending = true
+	delay := max(returnMemoryDelay, time.Until(memoryReturn.last.Add(returnMemoryEvery)))
+	time.AfterFunc(delay, func() {
+		memoryReturn.mu.Lock()
+		memoryReturn.pending = false
+		memoryReturn.last = time.Now()
+		memoryReturn.mu.Unlock()
+		debug.FreeOSMemory()
+	})
 }
 
 // Send queues a message for peer. It never blocks.
@@ -282,5 +475,46 @@ func (r *Router) Stats() RouterStats {
 		SlowPeerDisconnects: r.slow.Load(),
 		Replaced:            r.replaced.Load(),
 		AcceptErrors:        r.acceptErrors.Load(),
+
+		Connections:          int(r.open.Load()),
+		ConnectionsRefused:   r.refused.Load(),
+		ConnectionsEvicted:   r.evicted.Load(),
+		FirstMessageTimeouts: r.silent.Load(),
+		StalledFrames:        r.stalled.Load(),
+		BufferBudgetExceeded: r.overBudget.Load(),
+		BufferedBytes:        r.budget.used.Load(),
 	}
+}
+
+// warnInterval is the least time between two warnings of one kind: a
+// flood of hostile connections makes one line a second, which says how
+// many it stands for.
+const warnInterval = time.Second
+
+// warnLimiter rate-limits a Router's warnings by kind.
+type warnLimiter struct {
+	mu         sync.Mutex
+	last       map[string]time.Time
+	suppressed map[string]int
+}
+
+func (w *warnLimiter) warn(log logrus.FieldLogger, kind, msg string) {
+	w.mu.Lock()
+	if w.last == nil {
+		w.last, w.suppressed = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if t, ok := w.last[kind]; ok && now.Sub(t) < warnInterval {
+		w.suppressed[kind]++
+		w.mu.Unlock()
+		return
+	}
+	w.last[kind] = now
+	n := w.suppressed[kind]
+	w.suppressed[kind] = 0
+	w.mu.Unlock()
+	if n > 0 {
+		log = log.WithField("similar_suppressed", n)
+	}
+	log.Warn(msg)
 }

@@ -47,6 +47,11 @@ type Config struct {
 	PprofListen         string          `json:"pprof_listen" usage:"serve Go profiles on HOST:PORT at /debug/pprof/ for diagnosis (off when empty; bind loopback only)"`
 	LogLevel            string          `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
 	LogFormat           string          `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
+
+	MaxConnections       int             `json:"max_connections" usage:"open connections at most; at the limit a new one replaces the oldest that has sent no message, or is closed at once (0: the file descriptor limit less a tenth, at least 64, kept for the server itself)"`
+	HelloTimeout         config.Duration `json:"hello_timeout" usage:"time a connection has after its handshake to begin its first message (the hello) before it is closed"`
+	FrameProgressTimeout config.Duration `json:"frame_progress_timeout" usage:"a connection whose message, once begun, goes this long without a byte is closed"`
+	MaxBufferedBytes     int64           `json:"max_buffered_bytes" usage:"bytes all connections together may hold in unfinished messages; the connection that would go over is closed"`
 }
 
 func defaults() *Config {
@@ -65,6 +70,10 @@ func defaults() *Config {
 		ShutdownTimeout:     config.Duration(5 * time.Second),
 		LogLevel:            "info",
 		LogFormat:           "auto",
+
+		HelloTimeout:         config.Duration(transport.DefaultHandshakeTimeout),
+		FrameProgressTimeout: config.Duration(transport.DefaultFrameProgressTimeout),
+		MaxBufferedBytes:     transport.DefaultMaxBufferedBytes,
 	}
 }
 
@@ -90,6 +99,14 @@ func (c *Config) validate() error {
 	}
 	positive("handshake_timeout", c.HandshakeTimeout)
 	positive("shutdown_timeout", c.ShutdownTimeout)
+	positive("hello_timeout", c.HelloTimeout)
+	positive("frame_progress_timeout", c.FrameProgressTimeout)
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("max_connections: must be 0 (from the file descriptor limit) or positive, got %d", c.MaxConnections))
+	}
+	if c.MaxBufferedBytes < c.MaxFrameSize+64<<10 {
+		errs = append(errs, fmt.Errorf("max_buffered_bytes (%d) must be at least max_frame_size (%d) and 64 KiB", c.MaxBufferedBytes, c.MaxFrameSize))
+	}
 	if c.PingInterval >= c.AliveTimeout && c.PingInterval > 0 {
 		errs = append(errs, fmt.Errorf("ping_interval (%s) must be below alive_timeout (%s)", c.PingInterval, c.AliveTimeout))
 	}
@@ -226,6 +243,11 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 			HandshakeTimeout: cfg.HandshakeTimeout.D(),
 			SendQueue:        cfg.SendQueue,
 			Logger:           log,
+
+			MaxConnections:       maxConnections(cfg),
+			FirstMessageTimeout:  cfg.HelloTimeout.D(),
+			FrameProgressTimeout: cfg.FrameProgressTimeout.D(),
+			MaxBufferedBytes:     cfg.MaxBufferedBytes,
 		},
 		Logger: log,
 	})
@@ -282,6 +304,8 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 		"max_alive_timeout":     cfg.MaxAliveTimeout.D(),
 		"max_client_id_length":  cfg.MaxClientIDLen,
 		"max_detached_sessions": cfg.MaxDetachedSessions,
+
+		"max_connections": maxConnections(cfg),
 	}).Info("huly-network ready")
 	notifier.Ready()
 	status := func() {
@@ -336,6 +360,15 @@ loop:
 	}
 	log.Info("huly-network stopped")
 	return nil
+}
+
+// maxConnections is the configured limit, or the one derived from the file
+// descriptor limit.
+func maxConnections(cfg *Config) int {
+	if cfg.MaxConnections > 0 {
+		return cfg.MaxConnections
+	}
+	return transport.DefaultMaxConnections()
 }
 
 // sideServer is an HTTP listener beside the ROUTER: metrics or profiles.

@@ -53,6 +53,14 @@ var metricDefs = []metricDef{
 	{"huly_network_refused_agent_claims_total", "ar and au refused for an agent another live session registered.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Network.RefusedClaims) }},
 	{"huly_network_failovers_total", "Stateless containers left to a standby when their owner's connection went.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Network.Failovers) }},
 	{"huly_network_accept_errors_total", "Failed accepts (e.g. out of file descriptors).", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.AcceptErrors) }},
+
+	{"huly_network_connections", "Open connections, handshaking or established (bounded by max_connections).", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.Connections) }},
+	{"huly_network_connections_refused_total", "Connections closed at once because max_connections were open, every one having sent a message.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.ConnectionsRefused) }},
+	{"huly_network_connections_evicted_total", "Connections that had sent no message, closed (oldest first) to make room for a new one at max_connections.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.ConnectionsEvicted) }},
+	{"huly_network_hello_timeouts_total", "Connections closed for sending no message within hello_timeout of their handshake.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.FirstMessageTimeouts) }},
+	{"huly_network_stalled_frames_total", "Connections closed because a message stopped making progress for frame_progress_timeout.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.StalledFrames) }},
+	{"huly_network_buffer_budget_exceeded_total", "Connections closed because their unfinished message would go over max_buffered_bytes.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.BufferBudgetExceeded) }},
+	{"huly_network_buffered_bytes", "Bytes held for unfinished incoming messages (bounded by max_buffered_bytes).", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.BufferedBytes) }},
 }
 
 func newStatsCollector(srv *server.Server) *statsCollector {
