@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-zeromq/zmq4"
 	"github.com/sirupsen/logrus"
 )
 
@@ -62,6 +61,10 @@ type RouterStats struct {
 	BufferBudgetExceeded uint64
 	// BufferedBytes is the memory held for unfinished messages (gauge).
 	BufferedBytes int64
+	// Rejected counts handshakes refused by this side: unauthorized
+	// keys, wrong mechanism, wrong socket type, identity held by
+	// another key. They are also in HandshakeFailures.
+	Rejected uint64
 }
 
 // Router is a ZeroMQ ROUTER socket bound to one listener.
@@ -81,7 +84,9 @@ type Router struct {
 	nextID atomic.Uint32
 	sleep  func(context.Context, time.Duration)
 
-	accepted, handshakeFailures, oversize, slow, replaced, acceptErrors atomic.Uint64
+	cookies *cookieJar // CURVE cookie keys (zmtp.go, curve.go)
+
+	accepted, handshakeFailures, oversize, slow, replaced, acceptErrors, rejected atomic.Uint64
 
 	open                                 atomic.Int64
 	budget                               byteBudget
@@ -199,6 +204,20 @@ func newRouter(ln net.Listener, h RouterHandler, opts Options, sleep func(contex
 		sleep:  sleep,
 	}
 	r.budget.limit = opts.MaxBufferedBytes
+	if opts.CurveServer != nil {
+		// A secret key X25519 refuses cannot be made (any 32 bytes
+		// are a valid scalar), so this never fails in practice.
+		jar, err := newCookieJar(opts.CurveServer)
+		if err != nil {
+			panic(fmt.Sprintf("transport: %v", err))
+		}
+		r.cookies = jar
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.cookies.supply(ctx)
+		}()
+	}
 	// libzmq numbers the peers it names from a random start; so do we, so
 	// that ids do not collide with a previous run's for long.
 	r.nextID.Store(uint32(time.Now().UnixNano()))
@@ -294,10 +313,15 @@ func (r *Router) serveConn(nc net.Conn, sc *silentConn) {
 			r.evicting.Add(-1)
 		}
 	}()
-	cn, err := handshake(r.ctx, nc, zmq4.Router, nil, true, r.opts)
+	cn, err := handshake(r.ctx, nc, hsParams{server: true, socketType: socketRouter, opts: r.opts, cookies: r.cookies, admit: r.admit})
 	if err != nil {
 		r.handshakeFailures.Add(1)
-		r.log.WithError(err).Debug("handshake failed")
+		if errors.Is(err, ErrPeerRejected) || errors.Is(err, ErrMechanismMismatch) {
+			r.rejected.Add(1)
+			r.log.WithError(err).WithField("remote", nc.RemoteAddr().String()).Warn("refused a peer's handshake")
+		} else {
+			r.log.WithError(err).Debug("handshake failed")
+		}
 		_ = nc.Close()
 		return
 	}
@@ -325,6 +349,15 @@ func (r *Router) serveConn(nc net.Conn, sc *silentConn) {
 		return
 	}
 	old := r.peers[id]
+	if old != nil && !samePeerKey(old.info, cn.info) {
+		// Checked in admit too; this catches two handshakes racing.
+		r.mu.Unlock()
+		r.rejected.Add(1)
+		r.log.WithField("peer", fmt.Sprintf("%x", id)).Warn("refused a connection claiming an identity held by another key")
+		cn.shutdown(errIdentityInUse)
+		cn.wait()
+		return
+	}
 	r.peers[id] = cn
 	r.mu.Unlock()
 	if old != nil {
@@ -483,6 +516,7 @@ func (r *Router) Stats() RouterStats {
 		StalledFrames:        r.stalled.Load(),
 		BufferBudgetExceeded: r.overBudget.Load(),
 		BufferedBytes:        r.budget.used.Load(),
+		Rejected:             r.rejected.Load(),
 	}
 }
 
@@ -517,4 +551,43 @@ func (w *warnLimiter) warn(log logrus.FieldLogger, kind, msg string) {
 		log = log.WithField("similar_suppressed", n)
 	}
 	log.Warn(msg)
+}
+
+// errIdentityInUse refuses a peer that claims the routing id of a connected
+// peer with another key or mechanism: replacing that connection would give
+// it the other peer's replies.
+var errIdentityInUse = &rejectError{"identity in use by another key"}
+
+func samePeerKey(a, b PeerInfo) bool {
+	return a.Mechanism == b.Mechanism && a.PublicKey == b.PublicKey
+}
+
+// admit is the Router's last check of a peer before its READY: a peer may
+// replace a connection with the same identity (a reconnect) only with the
+// same key.
+func (r *Router) admit(_ context.Context, info *PeerInfo) error {
+	if info.Identity == "" {
+		return nil
+	}
+	r.mu.RLock()
+	old := r.peers[PeerID(info.Identity)]
+	r.mu.RUnlock()
+	if old != nil && !samePeerKey(old.info, *info) {
+		return errIdentityInUse
+	}
+	return nil
+}
+
+// PeerInfo reports how a connected peer authenticated: its mechanism, its
+// CURVE public key, its address. A peer id keeps its key for as long as it
+// is connected: a connection with the same identity and another key is
+// refused.
+func (r *Router) PeerInfo(peer PeerID) (PeerInfo, bool) {
+	r.mu.RLock()
+	cn := r.peers[peer]
+	r.mu.RUnlock()
+	if cn == nil {
+		return PeerInfo{}, false
+	}
+	return cn.info, true
 }
