@@ -386,3 +386,30 @@ func TestBoxKeyMatchesPrecompute(t *testing.T) {
 	assert.Equal(t, want, got)
 	assert.Error(t, boxKey(&got, priv, make([]byte, 32)), "low-order point refused")
 }
+
+// A CURVE connection that has spoken may idle past the first-message
+// deadline, as a NULL one may: its first MESSAGE counts as its first
+// message. A silent connection opened after it is the clock.
+func TestCurveIdleAfterFirstMessageIsNotReaped(t *testing.T) {
+	const d = 300 * time.Millisecond
+	server := mustKeyPair(t)
+	r, err := replyingRouter("tcp://127.0.0.1:0", Options{
+		CurveServer: &server, CurveAllowNull: func(net.Addr) bool { return true },
+		FirstMessageTimeout: d, FrameProgressTimeout: d,
+	}, func(r *Router, p PeerID, f [][]byte) { _ = r.Send(p, f...) })
+	require.NoError(t, err)
+	defer r.Close()
+	opts, _ := curveDealerOpts(t, server.Public)
+	opts.Hello = [][]byte{[]byte("hello")}
+	c := dialPipe(t, r.Addr().String(), opts)
+	assert.Equal(t, [][]byte{[]byte("hello")}, c.recv(t))
+
+	silent := dialRaw(t, r.Addr(), "")
+	waitClosed(t, silent.nc)
+	require.Eventually(t, func() bool { return r.Stats().FirstMessageTimeouts == 1 }, waitFor, tick)
+
+	require.NoError(t, c.Send([]byte("still here")))
+	assert.Equal(t, [][]byte{[]byte("still here")}, c.recv(t))
+	assert.Zero(t, r.Stats().StalledFrames)
+	assert.EqualValues(t, 1, r.Stats().FirstMessageTimeouts, "only the silent connection was reaped")
+}
