@@ -100,7 +100,8 @@ func New(opts Options) *Server {
 		Transport:    opts.Transport,
 		Logger:       opts.Logger,
 	}, backrpc.ServerHandler{
-		HandleRequest: s.handle,
+		HandleRequest:      s.handle,
+		HandleRequestAsync: s.handleAsync,
 		OnClientConnected: func(c backrpc.ClientInfo) {
 			s.net.ClientSeen(network.ClientID(c.ID))
 			s.net.SetClientAliveTimeout(network.ClientID(c.ID), c.AliveTimeout)
