@@ -94,17 +94,24 @@ func RunRounds(ctx context.Context, addr string, o RoundsOptions) (RoundsResult,
 		rounds = math.MaxInt
 		until = start.Add(o.For)
 	}
-	for r := 0; r < rounds && ctx.Err() == nil && (until.IsZero() || time.Now().Before(until)); r++ {
-		t0 := time.Now()
-		base := len(reqLat)
-		reqLat = append(reqLat, make([]time.Duration, o.Containers)...)
-		lat := reqLat[base:]
-		for i := range uuids {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				payload := make([]byte, 0, 64)
-				payload = append(payload, `{"hello":"world","index":`...)
+	// One goroutine per container, started once and told when a round
+	// starts: a new goroutine per request would grow its stack again for
+	// every request, a cost of the load generator, not of the network.
+	var (
+		t0  time.Time
+		lat []time.Duration
+		r   int
+	)
+	starts := make([]chan struct{}, len(uuids))
+	var workers sync.WaitGroup
+	for i := range uuids {
+		starts[i] = make(chan struct{}, 1)
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			payload := make([]byte, 0, 64)
+			for range starts[i] {
+				payload = append(payload[:0], `{"hello":"world","index":`...)
 				payload = strconv.AppendInt(payload, int64(i), 10)
 				payload = append(payload, `,"request":`...)
 				payload = strconv.AppendInt(payload, int64(r), 10)
@@ -115,14 +122,29 @@ func RunRounds(ctx context.Context, addr string, o RoundsOptions) (RoundsResult,
 				if err != nil {
 					errs.add(err)
 					lat[i] = -1
-					return
+				} else {
+					lat[i] = time.Since(t0)
 				}
-				lat[i] = time.Since(t0)
-			}()
+				wg.Done()
+			}
+		}()
+	}
+	for r = 0; r < rounds && ctx.Err() == nil && (until.IsZero() || time.Now().Before(until)); r++ {
+		base := len(reqLat)
+		reqLat = append(reqLat, make([]time.Duration, o.Containers)...)
+		lat = reqLat[base:]
+		t0 = time.Now()
+		wg.Add(len(uuids))
+		for _, st := range starts {
+			st <- struct{}{}
 		}
 		wg.Wait()
 		roundLat = append(roundLat, time.Since(t0))
 	}
+	for _, st := range starts {
+		close(st)
+	}
+	workers.Wait()
 	elapsed := time.Since(start)
 	ok := reqLat[:0]
 	for _, d := range reqLat {
