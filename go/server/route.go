@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/huly-net/huly-net/go/backrpc"
+	"github.com/huly-net/huly-net/go/internal/jsonsplit"
 	"github.com/huly-net/huly-net/go/network"
 )
 
@@ -70,4 +71,33 @@ func (s *Server) forwardRoute(to network.AgentTarget, uuid network.ContainerUUID
 		}
 		reply(res, nil)
 	})
+}
+
+// getAnswer is gg's answer [uuid, ref], written as encoding/json would
+// write a []string without going through reflection.
+func getAnswer(uuid network.ContainerUUID, ref string) json.RawMessage {
+	b := make([]byte, 0, len(uuid)+len(ref)+16)
+	b = append(b, '[')
+	b = backrpc.AppendJSONString(b, string(uuid))
+	b = append(b, ',')
+	b = backrpc.AppendJSONString(b, ref)
+	b = append(b, ']')
+	return b
+}
+
+// splitGetAnswer reads an agent's answer to gg, [uuid, ref] (two strings,
+// nothing else), without reflection; res was validated as JSON when it
+// was read.
+func splitGetAnswer(res json.RawMessage) (uuid, ref string, ok bool) {
+	parts, err := jsonsplit.Array(res)
+	if err != nil || len(parts) != 2 {
+		return "", "", false
+	}
+	if uuid, err = jsonsplit.String(parts[0]); err != nil {
+		return "", "", false
+	}
+	if ref, err = jsonsplit.String(parts[1]); err != nil {
+		return "", "", false
+	}
+	return uuid, ref, true
 }
