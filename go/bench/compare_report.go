@@ -125,11 +125,13 @@ func WriteCompareReport(w io.Writer, c *CompareResult) error {
 	fmt.Fprintf(&b, "\nThe floor in this run: %s req/s with 100 connections, sequential p50 %s ms, dial + round trip + close %s ms.\n\n",
 		spreadText(f.Metric("rps")), spreadText(f.Metric("p50_ms")), spreadText(f.Metric("connect_mean_ms")))
 
-	fmt.Fprintf(&b, "## Server CPU per request (µs) and load\n\n| Shape | %s | %s | load (1 min) |\n|---|---|---|---|\n", o.This.Name, o.Baseline.Name)
+	fmt.Fprintf(&b, "## The server per request (per connect for connect), and load\n\n| Shape | CPU µs, %s | CPU µs, %s | write(2) calls, %s | write(2) calls, %s | load (1 min) |\n|---|---|---|---|---|---|\n",
+		o.This.Name, o.Baseline.Name, o.This.Name, o.Baseline.Name)
 	for _, id := range []string{ShRounds, ShRoutedSeq, ShGets, ShConnect} {
 		this, base := c.shape(c.This, id), c.shape(c.Baseline, id)
 		loads := append(append([]Run{}, this.Runs...), base.Runs...)
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", id, spreadText(this.Metric("server_cpu_us_per_req")), spreadText(base.Metric("server_cpu_us_per_req")),
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", id, spreadText(this.Metric("server_cpu_us_per_req")), spreadText(base.Metric("server_cpu_us_per_req")),
+			spreadText(this.Metric("server_writes_per_req")), spreadText(base.Metric("server_writes_per_req")),
 			spreadText((&ScenarioResult{Runs: loads}).Metric("load1")))
 	}
 	b.WriteString("\n")

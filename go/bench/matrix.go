@@ -307,16 +307,24 @@ func (e *netEnv) stop() {
 func (e *netEnv) measured(load func(r *Run) (requests float64, err error)) (Run, error) {
 	r := Run{Metrics: map[string]float64{"rss_idle_mb": e.idle.VmRSSMB}}
 	cpu0, cpuErr := cpuSeconds(e.srv.pid())
+	rd0, wr0, ioErr := ioSyscalls(e.srv.pid())
 	requests, err := load(&r)
 	if err != nil {
 		return r, err
 	}
 	cpu1, cpuErr1 := cpuSeconds(e.srv.pid())
+	rd1, wr1, ioErr1 := ioSyscalls(e.srv.pid())
 	if cpuErr == nil && cpuErr1 == nil {
 		r.Metrics["server_cpu_s"] = roundTo(cpu1-cpu0, 2)
 		if requests > 0 {
 			r.Metrics["server_cpu_us_per_req"] = roundTo((cpu1-cpu0)/requests*1e6, 2)
 		}
+	}
+	if ioErr == nil && ioErr1 == nil && requests > 0 {
+		// System calls per request: a write (or read) per message is
+		// what batching saves.
+		r.Metrics["server_reads_per_req"] = roundTo((rd1-rd0)/requests, 3)
+		r.Metrics["server_writes_per_req"] = roundTo((wr1-wr0)/requests, 3)
 	}
 	mem, err := ReadMemory(e.srv.pid())
 	if err != nil {
