@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -89,7 +90,7 @@ func (c *call) resolve(r callResult, inline bool) {
 
 // runAsync offers a request to HandleRequestAsync; false when it declined
 // (the request then runs on a worker).
-func (s *Server) runAsync(ss *session, info ClientInfo, id string, method string, params json.RawMessage) bool {
+func (s *Server) runAsync(ss *session, info ClientInfo, id string, method string, params json.RawMessage) (taken bool) {
 	var answered atomic.Bool
 	reply := func(res json.RawMessage, err error) {
 		if !answered.CompareAndSwap(false, true) {
@@ -98,6 +99,16 @@ func (s *Server) runAsync(ss *session, info ClientInfo, id string, method string
 		}
 		s.finishRequest(ss, info, id, method, res, err)
 	}
+	defer func() {
+		// It runs on a transport goroutine: a panic must not end the
+		// daemon. The request is answered unless it already was.
+		if r := recover(); r != nil {
+			s.log.WithFields(logrus.Fields{"method": method, "client": info.ID, "panic": r}).
+				Errorf("request handler panicked\n%s", debug.Stack())
+			reply(nil, fmt.Errorf("internal error in %s", method))
+			taken = true
+		}
+	}()
 	return s.h.HandleRequestAsync(s.ctx, info, method, params, reply)
 }
 

@@ -145,3 +145,20 @@ func TestHandleRequestAsyncTakesOrDeclines(t *testing.T) {
 	// Every request finished: shutdown does not wait.
 	require.NoError(t, s.Close())
 }
+
+func TestHandleRequestAsyncPanicIsAnsweredNotFatal(t *testing.T) {
+	s, out := newDispatchServer(t, ServerOptions{}, ServerHandler{
+		HandleRequestAsync: func(context.Context, ClientInfo, string, json.RawMessage, Reply) bool {
+			panic("bug")
+		},
+	})
+	s.handleMessage("p", EncodeClient(Message{Op: OpHello, ID: "c"}))
+	out.next(t)
+	s.handleMessage("p", frames("1", "r1", `["cs",null]`))
+	_, m := out.next(t)
+	assert.Equal(t, OpResponseError, m.Op)
+	assert.Equal(t, "r1", m.ID)
+	assert.Contains(t, string(m.Payload), "internal error in cs")
+	out.empty(t)
+	require.NoError(t, s.Close(), "the request is not left in flight")
+}
