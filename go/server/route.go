@@ -22,7 +22,8 @@ func (s *Server) handleAsync(_ context.Context, c backrpc.ClientInfo, method str
 	if method != "cs" {
 		return false
 	}
-	uuid, op, data, err := network.DecodeRouteParams(params)
+	// params are part of the request payload backrpc validated.
+	uuid, op, data, err := network.DecodeValidRouteParams(params)
 	if err != nil {
 		return false
 	}
