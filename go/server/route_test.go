@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/network"
 )
 
@@ -36,4 +39,34 @@ func TestSplitGetAnswerRejectsAnythingButTwoStrings(t *testing.T) {
 		_, _, ok := splitGetAnswer(json.RawMessage(bad))
 		assert.False(t, ok, bad)
 	}
+}
+
+// A routed request in flight when its agent's connection ends fails at
+// once, and the server keeps serving the client.
+func TestRoutedRequestFailsWhenTheAgentGoes(t *testing.T) {
+	s := startServer(t)
+	_, agentConn := registerEcho(t, s)
+	user := dial(t, s, backrpc.ClientHandler{})
+	request(t, user, "gg", map[string]any{"kind": "echo", "request": map[string]any{}})
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_, err := user.Request(ctx, "cs", []any{"echo-1", "hang", nil})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return s.Stats().RPC.CallsInFlight == 1 }, waitFor, 5*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	require.NoError(t, agentConn.Close(ctx))
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "cs to agent agent-1")
+	case <-time.After(waitFor):
+		require.FailNow(t, "the routed request was not failed")
+	}
+	assert.Equal(t, 0, s.Stats().RPC.CallsInFlight)
+	assert.JSONEq(t, `["echo"]`, string(request(t, user, "ak", map[string]any{})), "still serving")
 }

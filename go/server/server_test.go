@@ -82,7 +82,7 @@ type echoAgent struct {
 	gets       atomic.Int32
 }
 
-func (a *echoAgent) handle(_ context.Context, method string, params json.RawMessage) (any, error) {
+func (a *echoAgent) handle(ctx context.Context, method string, params json.RawMessage) (any, error) {
 	var p []json.RawMessage
 	if err := json.Unmarshal(params, &p); err != nil || len(p) != 2 {
 		return nil, fmt.Errorf("bad params %s", params)
@@ -103,6 +103,10 @@ func (a *echoAgent) handle(_ context.Context, method string, params json.RawMess
 		_ = json.Unmarshal(args[1], &op)
 		if op == "fail" {
 			return nil, fmt.Errorf("boom")
+		}
+		if op == "hang" {
+			<-ctx.Done() // answers only when the agent's client closes
+			return nil, ctx.Err()
 		}
 		if op == "agent-error" {
 			return map[string]string{"error": "Container echo-1 is gone"}, nil
