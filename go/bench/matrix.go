@@ -20,6 +20,16 @@ type Binaries struct {
 	Network string // huly-network
 	Ctl     string // hulyctl
 	Bench   string // huly-bench (this package's command)
+	// Load is the hulyctl whose bench command generates the load;
+	// default Ctl. Comparisons of two builds run both with the same one.
+	Load string
+}
+
+func (b Binaries) load() string {
+	if b.Load != "" {
+		return b.Load
+	}
+	return b.Ctl
 }
 
 // MatrixOptions configure RunMatrix. Zero values take the defaults of
@@ -297,16 +307,24 @@ func (e *netEnv) stop() {
 func (e *netEnv) measured(load func(r *Run) (requests float64, err error)) (Run, error) {
 	r := Run{Metrics: map[string]float64{"rss_idle_mb": e.idle.VmRSSMB}}
 	cpu0, cpuErr := cpuSeconds(e.srv.pid())
+	rd0, wr0, ioErr := ioSyscalls(e.srv.pid())
 	requests, err := load(&r)
 	if err != nil {
 		return r, err
 	}
 	cpu1, cpuErr1 := cpuSeconds(e.srv.pid())
+	rd1, wr1, ioErr1 := ioSyscalls(e.srv.pid())
 	if cpuErr == nil && cpuErr1 == nil {
 		r.Metrics["server_cpu_s"] = roundTo(cpu1-cpu0, 2)
 		if requests > 0 {
 			r.Metrics["server_cpu_us_per_req"] = roundTo((cpu1-cpu0)/requests*1e6, 2)
 		}
+	}
+	if ioErr == nil && ioErr1 == nil && requests > 0 {
+		// System calls per request: a write (or read) per message is
+		// what batching saves.
+		r.Metrics["server_reads_per_req"] = roundTo((rd1-rd0)/requests, 3)
+		r.Metrics["server_writes_per_req"] = roundTo((wr1-wr0)/requests, 3)
 	}
 	mem, err := ReadMemory(e.srv.pid())
 	if err != nil {
@@ -351,7 +369,7 @@ func (m *matrix) hulyctlBench(containers, parallel int, mode string) func(contex
 		return env.measured(func(r *Run) (float64, error) {
 			var rep hulyctlReport
 			timeout := m.o.RowFor + 2*time.Minute
-			if err := runJSON(ctx, timeout, &rep, m.o.Bin.Ctl, m.benchArgs(env.addr, containers, parallel, mode, m.o.RowFor)...); err != nil {
+			if err := runJSON(ctx, timeout, &rep, m.o.Bin.load(), m.benchArgs(env.addr, containers, parallel, mode, m.o.RowFor)...); err != nil {
 				return 0, err
 			}
 			r.Detail = rep
@@ -490,7 +508,7 @@ func (m *matrix) profile(ctx context.Context) (file, top string, err error) {
 	benchErr := make(chan error, 1)
 	go func() {
 		var rep hulyctlReport
-		benchErr <- runJSON(ctx, m.o.ProfileFor+2*time.Minute, &rep, m.o.Bin.Ctl, m.benchArgs(env.addr, 100, 100, "routed", m.o.ProfileFor+3*margin)...)
+		benchErr <- runJSON(ctx, m.o.ProfileFor+2*time.Minute, &rep, m.o.Bin.load(), m.benchArgs(env.addr, 100, 100, "routed", m.o.ProfileFor+3*margin)...)
 	}()
 	t := time.NewTimer(margin)
 	select {

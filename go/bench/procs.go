@@ -244,3 +244,37 @@ func jsonField(line, key string) (string, bool) {
 	v, ok := m[key].(string)
 	return v, ok
 }
+
+// ioSyscalls is the number of read and write system calls the process has
+// made (syscr and syscw of /proc/PID/io; readable for our own children).
+func ioSyscalls(pid int) (reads, writes float64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseIO(string(b))
+}
+
+func parseIO(s string) (reads, writes float64, err error) {
+	found := 0
+	for _, line := range strings.Split(s, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, perr := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if perr != nil {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "syscr":
+			reads, found = float64(n), found+1
+		case "syscw":
+			writes, found = float64(n), found+1
+		}
+	}
+	if found != 2 {
+		return 0, 0, errors.New("unexpected /proc/PID/io format")
+	}
+	return reads, writes, nil
+}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -82,4 +83,17 @@ func TestJSONField(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:4000", v)
 	_, ok = jsonField(`time=x level=info msg="huly-network ready"`, "listen")
 	assert.False(t, ok)
+}
+
+func TestParseIO(t *testing.T) {
+	r, w, err := parseIO("rchar: 10\nwchar: 20\nsyscr: 7\nsyscw: 9\nread_bytes: 0\n")
+	require.NoError(t, err)
+	assert.Equal(t, 7.0, r)
+	assert.Equal(t, 9.0, w)
+	_, _, err = parseIO("rchar: 10\n")
+	assert.Error(t, err)
+	// Our own process: the counters are readable and grow.
+	r0, w0, err := ioSyscalls(os.Getpid())
+	require.NoError(t, err)
+	assert.Positive(t, r0+w0)
 }

@@ -91,6 +91,16 @@ func DecodeRouteParams(data []byte) (uuid ContainerUUID, op string, payload json
 	return decodeRouteParamsSlow(data)
 }
 
+// DecodeValidRouteParams is DecodeRouteParams for params that are part of a
+// payload already validated as JSON (backrpc.DecodeRequestPayload checks
+// the whole request): it does not validate them a second time.
+func DecodeValidRouteParams(data []byte) (uuid ContainerUUID, op string, payload json.RawMessage, err error) {
+	if arr, err := jsonsplit.Array(data); err == nil {
+		return routeParams(arr, jsonsplit.String)
+	}
+	return decodeRouteParamsSlow(data)
+}
+
 func decodeRouteParamsSlow(data []byte) (uuid ContainerUUID, op string, payload json.RawMessage, err error) {
 	var arr []json.RawMessage
 	if err := json.Unmarshal(data, &arr); err != nil {

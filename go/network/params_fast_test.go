@@ -49,6 +49,12 @@ func checkRouteParamsAgree(t *testing.T, in []byte) {
 	if u1 != u2 || o1 != o2 || !bytes.Equal(p1, p2) {
 		t.Fatalf("%q: (%q %q %s), reference (%q %q %s)", in, u1, o1, p1, u2, o2, p2)
 	}
+	// Valid JSON (the only input it is given) reads the same without
+	// the second validation.
+	u3, o3, p3, err3 := DecodeValidRouteParams(in)
+	if err3 != nil || u3 != u2 || o3 != o2 || !bytes.Equal(p3, p2) {
+		t.Fatalf("%q: valid reading (%q %q %s %v), reference (%q %q %s)", in, u3, o3, p3, err3, u2, o2, p2)
+	}
 }
 
 func TestDecodeRouteParamsAgreesWithEncodingJSON(t *testing.T) {
@@ -69,6 +75,16 @@ func BenchmarkDecodeRouteParams(b *testing.B) {
 	b.ReportAllocs()
 	for range b.N {
 		if _, _, _, err := DecodeRouteParams(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeValidRouteParams(b *testing.B) {
+	in := []byte(`["5f1c9f3e-0b7a-4b7e-9a55-1d2c3b4a5e6f","echo","xxxxxxxxxxxxxxxx"]`)
+	b.ReportAllocs()
+	for range b.N {
+		if _, _, _, err := DecodeValidRouteParams(in); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -82,7 +82,7 @@ type echoAgent struct {
 	gets       atomic.Int32
 }
 
-func (a *echoAgent) handle(_ context.Context, method string, params json.RawMessage) (any, error) {
+func (a *echoAgent) handle(ctx context.Context, method string, params json.RawMessage) (any, error) {
 	var p []json.RawMessage
 	if err := json.Unmarshal(params, &p); err != nil || len(p) != 2 {
 		return nil, fmt.Errorf("bad params %s", params)
@@ -103,6 +103,13 @@ func (a *echoAgent) handle(_ context.Context, method string, params json.RawMess
 		_ = json.Unmarshal(args[1], &op)
 		if op == "fail" {
 			return nil, fmt.Errorf("boom")
+		}
+		if op == "hang" {
+			<-ctx.Done() // answers only when the agent's client closes
+			return nil, ctx.Err()
+		}
+		if op == "agent-error" {
+			return map[string]string{"error": "Container echo-1 is gone"}, nil
 		}
 		return map[string]json.RawMessage{"op": args[1], "data": args[2]}, nil
 	case "ct":
@@ -228,6 +235,12 @@ func TestErrorsReachTheCaller(t *testing.T) {
 	_, err = user.Request(ctx, "cs", []any{"echo-1", "fail", nil})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "boom")
+
+	// The reference's "normal response carrying an error" is an error
+	// on the routed path too.
+	_, err = user.Request(ctx, "cs", []any{"echo-1", "agent-error", nil})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Container echo-1 is gone")
 
 	_, err = user.Request(ctx, "cs", []any{"no-such-container", "x", nil})
 	require.Error(t, err)
