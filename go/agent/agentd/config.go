@@ -1,15 +1,12 @@
-package main
+package agentd
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -19,25 +16,24 @@ import (
 	"github.com/huly-net/huly-net/go/agent/runtime/builtin"
 	"github.com/huly-net/huly-net/go/agent/runtime/transient"
 	"github.com/huly-net/huly-net/go/internal/config"
-	"github.com/huly-net/huly-net/go/internal/logsetup"
+	"github.com/huly-net/huly-net/go/internal/daemon"
 )
 
-// Config is the daemon's configuration: JSON keys, flags and HULY_*
-// variables come from the json tags; kinds is file-only.
+// Config is huly-agent's configuration: JSON keys, flags and HULY_*
+// variables come from the json tags (see internal/config); kinds is
+// file-only.
 type Config struct {
 	Network       string   `json:"network" usage:"the network server, HOST:PORT"`
 	AgentID       string   `json:"agent_id" usage:"agent id (default: generated once and kept in $STATE_DIRECTORY/agent-id)"`
 	Listen        string   `json:"listen" usage:"where the agent's endpoint binds, HOST:PORT (the host is honoured; process containers bind there too)"`
 	AdvertiseHost string   `json:"advertise_host" usage:"host clients use to reach this agent and its containers (default: the listen host, or the host name when it binds every interface)"`
-	Labels        []string `json:"labels" flag:"-"`
-	MetricsListen string   `json:"metrics_listen" usage:"serve Prometheus metrics on HOST:PORT at /metrics (off when empty)"`
-	LogLevel      string   `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
-	LogFormat     string   `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
-	Kinds         Kinds    `json:"kinds" flag:"-"`
+	Labels        []string `json:"labels" flag:"label" usage:"a label of the agent, added to its containers (repeatable)"`
+	Kinds         Kinds    `json:"kinds"`
+	daemon.Base
 }
 
-// Kinds are the kinds the agent offers, by name.
-type Kinds map[string]*Kind
+// Kinds are the kinds the agent offers, by name (kinds.NAME).
+type Kinds = config.Named[Kind]
 
 // Kind is the configuration of one kind (kinds.NAME).
 type Kind struct {
@@ -74,87 +70,20 @@ type Nspawn struct {
 	Port           int      `json:"port"`
 }
 
-// UnmarshalJSON decodes every kind strictly, so that an unknown or
-// mistyped key is reported with its full path (kinds.NAME.KEY).
-func (k *Kinds) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return errors.New("want an object of kinds by name")
-	}
-	out := Kinds{}
-	names := make([]string, 0, len(raw))
-	for n := range raw {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if string(raw[name]) == "null" {
-			continue
-		}
-		kc := &Kind{}
-		if err := strictDecode(raw[name], kc); err != nil {
-			return fmt.Errorf("%s.%s", name, err.Error()) // no %w: the loader would rewrite a wrapped json error without the path
-		}
-		out[name] = kc
-	}
-	*k = out
-	return nil
-}
-
-// strictDecode decodes data into v, refusing unknown keys; the error
-// starts with the offending key.
-func strictDecode(data []byte, v any) error {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil {
-		return errors.New(" want an object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		return nil
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Errorf("%s: want %s, got JSON %s", te.Field, te.Type, te.Value)
-	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		f = strings.Trim(f, `"`)
-		return fmt.Errorf("%s: unknown key", f)
-	}
-	// A nested value's own decoder failed (a duration): find which key.
-	for key, val := range obj {
-		probe := map[string]json.RawMessage{key: val}
-		pb, _ := json.Marshal(probe)
-		fresh := newLike(v)
-		if e := json.Unmarshal(pb, fresh); e != nil {
-			return fmt.Errorf("%s: %v", key, e)
-		}
-	}
-	return err
-}
-
-func newLike(v any) any {
-	switch v.(type) {
-	case *Kind:
-		return &Kind{}
-	}
-	return v
-}
-
-func defaults() *Config {
+// DefaultConfig returns the configuration's defaults.
+func DefaultConfig() *Config {
 	return &Config{
-		Network:   "127.0.0.1:3737",
-		Listen:    "0.0.0.0:3738",
-		LogLevel:  "info",
-		LogFormat: "auto",
+		Network: "127.0.0.1:3737",
+		Listen:  "0.0.0.0:3738",
+		Base:    daemon.DefaultBase(),
 	}
 }
 
 var runtimes = []string{runtime.Builtin, runtime.Process, runtime.Transient, runtime.Nspawn}
 
-// validate checks the configuration; every error names its key.
-func (c *Config) validate() error {
+// Validate checks the configuration; every error names its key. A
+// command given by name is resolved to its absolute path.
+func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if _, _, err := net.SplitHostPort(c.Network); err != nil {
@@ -176,25 +105,9 @@ func (c *Config) validate() error {
 	if c.AgentID != "" && strings.TrimSpace(c.AgentID) != c.AgentID {
 		add("agent_id: leading or trailing space in %q", c.AgentID)
 	}
-	if c.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
-			add("metrics_listen: %v", err)
-		}
-	}
-	if _, err := logsetup.ParseLevel(c.LogLevel); err != nil {
-		add("log_level: %v", err)
-	}
-	if _, err := logsetup.Formatter(c.LogFormat); err != nil {
-		add("log_format: %v", err)
-	}
 	pinnedAt := map[string]string{}
-	names := make([]string, 0, len(c.Kinds))
-	for n := range c.Kinds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		k := c.Kinds[name]
+	for _, name := range c.Kinds.Names() {
+		k := c.Kinds.Get(name)
 		key := "kinds." + name
 		if name == "" || strings.ContainsAny(name, " \t\n/") {
 			add("kinds: bad kind name %q", name)
