@@ -125,6 +125,11 @@ func TestMainConfigurationExits2(t *testing.T) {
 	assert.Equal(t, ExitOK, cmd.Main([]string{"--print-defaults"}, getenv, &out, &errOut))
 	assert.JSONEq(t, `{"name":"","metrics_listen":"","pprof_listen":"","log_level":"info","log_format":"auto"}`, out.String())
 
+	out.Reset()
+	assert.Equal(t, ExitOK, cmd.Main([]string{"--man"}, getenv, &out, &errOut))
+	assert.Contains(t, out.String(), ".SH ENVIRONMENT\n.TP\n.B HULY_CONFIG")
+	assert.Contains(t, out.String(), ".B HULY_NAME\na name")
+
 	errOut.Reset()
 	assert.Equal(t, ExitOK, cmd.Main([]string{"--help"}, getenv, &out, &errOut))
 	assert.Contains(t, errOut.String(), "HULY_NAME")

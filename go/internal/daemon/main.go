@@ -14,6 +14,7 @@ import (
 
 	"github.com/huly-net/huly-net/go/internal/config"
 	"github.com/huly-net/huly-net/go/internal/logsetup"
+	"github.com/huly-net/huly-net/go/internal/manpage"
 	"github.com/huly-net/huly-net/go/internal/version"
 )
 
@@ -66,6 +67,12 @@ func (c Command[C]) Main(args []string, getenv func(string) string, stdout, stde
 	case actCheck:
 		fmt.Fprintf(stdout, "%s: configuration is valid\n", c.Name)
 		return ExitOK
+	case actMan:
+		if err := c.Man(stdout); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", c.Name, err)
+			return ExitFailure
+		}
+		return ExitOK
 	}
 	log, err := logsetup.ConfigureOutput(stderr, cfg.Daemon().LogLevel, cfg.Daemon().LogFormat)
 	if err != nil { // Validate checked it already
@@ -98,19 +105,15 @@ const (
 	actVersion
 	actPrintDefaults
 	actCheck
+	actMan
 )
 
 // Load reads the configuration (defaults, file, flags, environment) and
 // validates it.
 func (c Command[C]) Load(args []string, getenv func(string) string, stderr io.Writer) (C, action, error) {
 	cfg := c.Defaults()
-	fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	printDefaults := fs.Bool("print-defaults", false, "print the default configuration as JSON and exit")
-	check := fs.String("check-config", "", "check the configuration `file` (with the flags and HULY_* variables given) and exit: status 0 when valid, 2 naming the key otherwise")
-	loader := config.New(fs, cfg)
-	fs.Usage = func() { c.usage(fs, loader) }
+	fs, loader, o := c.flags(cfg, stderr)
+	showVersion, printDefaults, check := o.version, o.printDefaults, o.check
 	// The informational flags need no valid configuration.
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -123,6 +126,8 @@ func (c Command[C]) Load(args []string, getenv func(string) string, stderr io.Wr
 		return cfg, actVersion, nil
 	case *printDefaults:
 		return cfg, actPrintDefaults, nil
+	case *o.man:
+		return cfg, actMan, nil
 	}
 	if *check != "" {
 		loader.SetFile(*check)
@@ -140,6 +145,56 @@ func (c Command[C]) Load(args []string, getenv func(string) string, stderr io.Wr
 		return cfg, actCheck, nil
 	}
 	return cfg, actRun, nil
+}
+
+type infoFlags struct {
+	version, printDefaults, man *bool
+	check                       *string
+}
+
+// flags is the daemon's flag set: the configuration's flags and the
+// informational ones.
+func (c Command[C]) flags(cfg C, out io.Writer) (*flag.FlagSet, *config.Loader, infoFlags) {
+	fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	o := infoFlags{
+		version:       fs.Bool("version", false, "print the version and exit"),
+		printDefaults: fs.Bool("print-defaults", false, "print the default configuration as JSON and exit"),
+		man:           fs.Bool("man", false, "print the manual page (roff) and exit"),
+		check:         fs.String("check-config", "", "check the configuration `file` (with the flags and HULY_* variables given) and exit: status 0 when valid, 2 naming the key otherwise"),
+	}
+	loader := config.New(fs, cfg)
+	fs.Usage = func() { c.usage(fs, loader) }
+	return fs, loader, o
+}
+
+// Man writes the daemon's manual page, made from the same flags and
+// variables as --help.
+func (c Command[C]) Man(w io.Writer) error {
+	fs, loader, _ := c.flags(c.Defaults(), io.Discard)
+	summary, rest, _ := strings.Cut(strings.TrimSpace(c.Description), "\n\n")
+	page := manpage.Page{
+		Name: c.Name, Summary: strings.TrimSuffix(strings.TrimPrefix(strings.Join(strings.Fields(summary), " "), c.Name+" "), "."),
+		Synopsis: c.Name + " [flags]", Version: version.String(),
+		Description: summary + "\n\n" + rest + "\n\nConfiguration: defaults, then the JSON file named by --config (or HULY_CONFIG), then flags, then HULY_* environment variables. File keys are the flag names with underscores; --print-defaults shows them all, --check-config FILE checks a file.",
+		Sections:    []manpage.Item{{Title: "Exit status", Body: "0 after a clean stop, 1 on a runtime failure (a listener that cannot be bound, a service that failed), 2 on a configuration problem (the message names the key)."}},
+		SeeAlso:     []string{"hulyctl", "huly-network", "huly-agent", "huly-bridge"},
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		names := "--" + f.Name
+		if name != "" {
+			names += " " + name
+		}
+		if f.DefValue != "" && f.DefValue != "false" {
+			usage += " (default " + f.DefValue + ")"
+		}
+		page.Options = append(page.Options, manpage.Option{Names: names, Usage: usage})
+	})
+	for _, v := range loader.EnvVars() {
+		page.Environment = append(page.Environment, manpage.Item{Title: v[0], Body: v[1]})
+	}
+	return page.Write(w)
 }
 
 func (c Command[C]) usage(fs *flag.FlagSet, l *config.Loader) {
