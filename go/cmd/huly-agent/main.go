@@ -37,6 +37,7 @@ and are adopted (or stopped, when no longer wanted) at the next start.`
 // Command is huly-agent's command line.
 var Command = daemon.Command[*agentd.Config]{
 	Name:        "huly-agent",
+	Summary:     "host the containers of a huly network",
 	Description: description,
 	Defaults:    agentd.DefaultConfig,
 	Drain:       func(*agentd.Config) time.Duration { return agentd.CloseTimeout },

@@ -29,6 +29,7 @@ closes them at once).`
 // Command is huly-bridge's command line.
 var Command = daemon.Command[*bridge.Config]{
 	Name:        "huly-bridge",
+	Summary:     "forward TCP and unix-socket connections, with systemd readiness and socket activation",
 	Description: description,
 	Defaults:    bridge.DefaultConfig,
 	Drain:       func(c *bridge.Config) time.Duration { return c.DrainTimeout.D() },

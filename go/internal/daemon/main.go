@@ -21,6 +21,7 @@ import (
 // Command is a daemon's command line: parse → construct → run.
 type Command[C Config] struct {
 	Name        string
+	Summary     string // one line: the manual page's NAME
 	Description string // the paragraphs --help prints before the flags
 	// Defaults returns a fresh configuration holding the defaults.
 	Defaults func() C
@@ -174,7 +175,7 @@ func (c Command[C]) Man(w io.Writer) error {
 	fs, loader, _ := c.flags(c.Defaults(), io.Discard)
 	summary, rest, _ := strings.Cut(strings.TrimSpace(c.Description), "\n\n")
 	page := manpage.Page{
-		Name: c.Name, Summary: strings.TrimSuffix(strings.TrimPrefix(strings.Join(strings.Fields(summary), " "), c.Name+" "), "."),
+		Name: c.Name, Summary: c.Summary,
 		Synopsis: c.Name + " [flags]", Version: version.String(),
 		Description: summary + "\n\n" + rest + "\n\nConfiguration: defaults, then the JSON file named by --config (or HULY_CONFIG), then flags, then HULY_* environment variables. File keys are the flag names with underscores; --print-defaults shows them all, --check-config FILE checks a file.",
 		Sections:    []manpage.Item{{Title: "Exit status", Body: "0 after a clean stop, 1 on a runtime failure (a listener that cannot be bound, a service that failed), 2 on a configuration problem (the message names the key)."}},
