@@ -75,6 +75,7 @@ func DefaultConfig() *Config {
 	return &Config{
 		Network: "127.0.0.1:3737",
 		Listen:  "0.0.0.0:3738",
+		Labels:  []string{},
 		Base:    daemon.DefaultBase(),
 	}
 }
