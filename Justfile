@@ -16,9 +16,9 @@ ldflags := "-X github.com/huly-net/huly-net/go/internal/version.Version=" + vers
 default:
     @just --list --unsorted
 
-# Build huly-network, huly-agent, huly-bridge and hulyctl into ./bin
+# Build huly-network, huly-agent, huly-bridge, hulyctl and the example container program into ./bin
 build:
-    cd go && CGO_ENABLED=0 GOTOOLCHAIN=local go build -trimpath -ldflags '{{ ldflags }}' -o ../bin/ ./cmd/...
+    cd go && CGO_ENABLED=0 GOTOOLCHAIN=local go build -trimpath -ldflags '{{ ldflags }}' -o ../bin/ ./cmd/... ./examples/echo-container
     @ls -1 bin
 
 # The test command CI runs: every tier that can run on this machine
