@@ -108,97 +108,105 @@ func (c *Config) Validate() error {
 	}
 	pinnedAt := map[string]string{}
 	for _, name := range c.Kinds.Names() {
-		k := c.Kinds.Get(name)
-		key := "kinds." + name
-		if name == "" || strings.ContainsAny(name, " \t\n/") {
-			add("kinds: bad kind name %q", name)
-		}
-		switch k.Runtime {
-		case "":
-			add("%s.runtime: required (one of %s)", key, strings.Join(runtimes, ", "))
-		case runtime.Builtin:
-			if k.Builtin == "" {
-				add("%s.builtin: required for runtime builtin (one of %s)", key, strings.Join(builtin.Names, ", "))
-			} else if _, ok := builtin.Lookup(k.Builtin); !ok {
-				add("%s.builtin: unknown builtin %q (one of %s)", key, k.Builtin, strings.Join(builtin.Names, ", "))
-			}
-		case runtime.Process, runtime.Transient, runtime.Nspawn:
-			if k.Command == "" {
-				add("%s.command: required for runtime %s", key, k.Runtime)
-			} else if k.Runtime != runtime.Nspawn && !filepath.IsAbs(k.Command) {
-				// systemd wants an absolute ExecStart, and a process
-				// child should not depend on the agent's working directory.
-				abs, err := exec.LookPath(k.Command)
-				if err != nil || !filepath.IsAbs(abs) {
-					add("%s.command: %q is not an absolute path and was not found in PATH", key, k.Command)
-				} else {
-					k.Command = abs
-				}
-			}
-		default:
-			add("%s.runtime: unknown runtime %q (one of %s)", key, k.Runtime, strings.Join(runtimes, ", "))
-		}
-		switch k.Restart {
-		case "", runtime.RestartNever, runtime.RestartOnFailure:
-		default:
-			add("%s.restart: want %q or %q, got %q", key, runtime.RestartNever, runtime.RestartOnFailure, k.Restart)
-		}
-		if k.MaxInstances < 0 {
-			add("%s.max_instances: must not be negative", key)
-		}
-		for _, d := range []struct {
-			k string
-			v config.Duration
-		}{{"restart_backoff", k.RestartBackoff}, {"unused_timeout", k.UnusedTimeout}, {"start_timeout", k.StartTimeout}, {"stop_timeout", k.StopTimeout}} {
-			if d.v < 0 {
-				add("%s.%s: must not be negative", key, d.k)
-			}
-		}
-		for i, p := range k.Pinned {
-			pk := fmt.Sprintf("%s.pinned[%d].uuid", key, i)
-			switch {
-			case p.UUID == "":
-				add("%s: required", pk)
-			case pinnedAt[p.UUID] != "":
-				add("%s: duplicate pinned uuid %q (also %s)", pk, p.UUID, pinnedAt[p.UUID])
-			default:
-				pinnedAt[p.UUID] = pk
-			}
-		}
-		for prop, v := range k.UnitProperties {
-			str, err := unitPropertyString(v)
-			if err == nil {
-				_, err = transient.ParseProperty(prop, str)
-			}
-			if err != nil {
-				add("%s.unit_properties.%s: %v", key, prop, err)
-			}
-		}
-		if len(k.UnitProperties) > 0 && k.Runtime != runtime.Transient && k.Runtime != runtime.Nspawn {
-			add("%s.unit_properties: only for runtime transient or nspawn", key)
-		}
-		if k.Runtime == runtime.Nspawn {
-			n := k.Nspawn
-			if n == nil {
-				add("%s.nspawn: required for runtime nspawn", key)
-				continue
-			}
-			if (n.Directory == "") == (n.Image == "") {
-				add("%s.nspawn: give exactly one of directory and image", key)
-			}
-			if n.Port < 1 || n.Port > 65535 {
-				add("%s.nspawn.port: want the container's port, 1-65535, got %d", key, n.Port)
-			}
-			for i, b := range n.Bind {
-				if b == "" || !strings.HasPrefix(b, "/") {
-					add("%s.nspawn.bind[%d]: want /HOST[:/CONTAINER], got %q", key, i, b)
-				}
-			}
-		} else if k.Nspawn != nil {
-			add("%s.nspawn: only for runtime nspawn", key)
-		}
+		errs = append(errs, c.Kinds.Get(name).validate(name, pinnedAt)...)
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks kind name; pinnedAt records the pinned uuids seen so far
+// (uuid → key), which must be unique across kinds.
+func (k *Kind) validate(name string, pinnedAt map[string]string) []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	key := "kinds." + name
+	if name == "" || strings.ContainsAny(name, " \t\n/") {
+		add("kinds: bad kind name %q", name)
+	}
+	switch k.Runtime {
+	case "":
+		add("%s.runtime: required (one of %s)", key, strings.Join(runtimes, ", "))
+	case runtime.Builtin:
+		if k.Builtin == "" {
+			add("%s.builtin: required for runtime builtin (one of %s)", key, strings.Join(builtin.Names, ", "))
+		} else if _, ok := builtin.Lookup(k.Builtin); !ok {
+			add("%s.builtin: unknown builtin %q (one of %s)", key, k.Builtin, strings.Join(builtin.Names, ", "))
+		}
+	case runtime.Process, runtime.Transient, runtime.Nspawn:
+		if k.Command == "" {
+			add("%s.command: required for runtime %s", key, k.Runtime)
+		} else if k.Runtime != runtime.Nspawn && !filepath.IsAbs(k.Command) {
+			// systemd wants an absolute ExecStart, and a process
+			// child should not depend on the agent's working directory.
+			abs, err := exec.LookPath(k.Command)
+			if err != nil || !filepath.IsAbs(abs) {
+				add("%s.command: %q is not an absolute path and was not found in PATH", key, k.Command)
+			} else {
+				k.Command = abs
+			}
+		}
+	default:
+		add("%s.runtime: unknown runtime %q (one of %s)", key, k.Runtime, strings.Join(runtimes, ", "))
+	}
+	switch k.Restart {
+	case "", runtime.RestartNever, runtime.RestartOnFailure:
+	default:
+		add("%s.restart: want %q or %q, got %q", key, runtime.RestartNever, runtime.RestartOnFailure, k.Restart)
+	}
+	if k.MaxInstances < 0 {
+		add("%s.max_instances: must not be negative", key)
+	}
+	for _, d := range []struct {
+		k string
+		v config.Duration
+	}{{"restart_backoff", k.RestartBackoff}, {"unused_timeout", k.UnusedTimeout}, {"start_timeout", k.StartTimeout}, {"stop_timeout", k.StopTimeout}} {
+		if d.v < 0 {
+			add("%s.%s: must not be negative", key, d.k)
+		}
+	}
+	for i, p := range k.Pinned {
+		pk := fmt.Sprintf("%s.pinned[%d].uuid", key, i)
+		switch {
+		case p.UUID == "":
+			add("%s: required", pk)
+		case pinnedAt[p.UUID] != "":
+			add("%s: duplicate pinned uuid %q (also %s)", pk, p.UUID, pinnedAt[p.UUID])
+		default:
+			pinnedAt[p.UUID] = pk
+		}
+	}
+	for prop, v := range k.UnitProperties {
+		str, err := unitPropertyString(v)
+		if err == nil {
+			_, err = transient.ParseProperty(prop, str)
+		}
+		if err != nil {
+			add("%s.unit_properties.%s: %v", key, prop, err)
+		}
+	}
+	if len(k.UnitProperties) > 0 && k.Runtime != runtime.Transient && k.Runtime != runtime.Nspawn {
+		add("%s.unit_properties: only for runtime transient or nspawn", key)
+	}
+	if k.Runtime == runtime.Nspawn {
+		n := k.Nspawn
+		if n == nil {
+			add("%s.nspawn: required for runtime nspawn", key)
+			return errs
+		}
+		if (n.Directory == "") == (n.Image == "") {
+			add("%s.nspawn: give exactly one of directory and image", key)
+		}
+		if n.Port < 1 || n.Port > 65535 {
+			add("%s.nspawn.port: want the container's port, 1-65535, got %d", key, n.Port)
+		}
+		for i, b := range n.Bind {
+			if b == "" || !strings.HasPrefix(b, "/") {
+				add("%s.nspawn.bind[%d]: want /HOST[:/CONTAINER], got %q", key, i, b)
+			}
+		}
+	} else if k.Nspawn != nil {
+		add("%s.nspawn: only for runtime nspawn", key)
+	}
+	return errs
 }
 
 // unitPropertyString turns a unit property value given in JSON (string,
