@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -99,14 +100,22 @@ func applyLogging(log *logrus.Logger, cur, next *Base) error {
 	return nil
 }
 
-// sameBeyondLogging compares two configurations of one type, ignoring the
-// logging settings.
+// sameBeyondLogging compares two configurations by what they would write
+// as JSON, ignoring the logging settings.
 func sameBeyondLogging(a, b Config) bool {
-	ab, bb := *a.Daemon(), *b.Daemon()
-	defer func() { *a.Daemon(), *b.Daemon() = ab, bb }()
-	a.Daemon().LogLevel, a.Daemon().LogFormat = "", ""
-	b.Daemon().LogLevel, b.Daemon().LogFormat = "", ""
-	return reflect.DeepEqual(a, b)
+	strip := func(c Config) (map[string]any, bool) {
+		raw, err := json.Marshal(c)
+		var m map[string]any
+		if err != nil || json.Unmarshal(raw, &m) != nil {
+			return nil, false
+		}
+		delete(m, "log_level")
+		delete(m, "log_format")
+		return m, true
+	}
+	am, okA := strip(a)
+	bm, okB := strip(b)
+	return okA && okB && reflect.DeepEqual(am, bm)
 }
 
 // side is the HTTP listeners beside the service: metrics and profiles.

@@ -135,3 +135,12 @@ func TestMainConfigurationExits2(t *testing.T) {
 	assert.Contains(t, errOut.String(), "HULY_NAME")
 	assert.Contains(t, errOut.String(), "HULY_LOG_FORMAT")
 }
+
+func TestSameBeyondLogging(t *testing.T) {
+	a := &fakeConfig{Name: "x", Base: DefaultBase()}
+	b := &fakeConfig{Name: "x", Base: Base{LogLevel: "debug", LogFormat: "json"}}
+	assert.True(t, sameBeyondLogging(a, b), "only logging differs")
+	b.Name = "y"
+	assert.False(t, sameBeyondLogging(a, b))
+	assert.Equal(t, "info", a.LogLevel, "the configurations are not changed")
+}
