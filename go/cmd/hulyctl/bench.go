@@ -210,33 +210,7 @@ func (a *app) bench(ctx context.Context, f benchFlags) (benchReport, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat := make([]time.Duration, 0, 1024)
-			errs := 0
-			var first error
-			for runCtx.Err() == nil {
-				i := next.Add(1) - 1
-				if total >= 0 && i >= total {
-					break
-				}
-				rctx, cancel := a.call(runCtx)
-				t0 := time.Now()
-				_, err := targets[i%int64(len(targets))].Request(rctx, "echo", json.RawMessage(payload))
-				d := time.Since(t0)
-				cancel()
-				done.Add(1)
-				if err != nil {
-					// A request cut by the end of --duration is not an error.
-					if f.duration > 0 && runCtx.Err() != nil {
-						break
-					}
-					errs++
-					if first == nil {
-						first = err
-					}
-					continue
-				}
-				lat = append(lat, d)
-			}
+			lat, errs, first := a.benchWorker(runCtx, f, targets, payload, total, &next, &done)
 			mu.Lock()
 			all = append(all, lat...)
 			errCount += errs
@@ -273,6 +247,38 @@ func (a *app) bench(ctx context.Context, f benchFlags) (benchReport, error) {
 	rep.ConnectSeconds = round(rep.ConnectSeconds, 6)
 	rep.Seconds = round(rep.Seconds, 6)
 	return rep, nil
+}
+
+// benchWorker sends requests until the run's count or duration is used
+// up, returning the latencies of the answered ones, the number of errors
+// and the first error.
+func (a *app) benchWorker(runCtx context.Context, f benchFlags, targets []benchTarget, payload []byte, total int64, next, done *atomic.Int64) (lat []time.Duration, errs int, first error) {
+	lat = make([]time.Duration, 0, 1024)
+	for runCtx.Err() == nil {
+		i := next.Add(1) - 1
+		if total >= 0 && i >= total {
+			break
+		}
+		rctx, cancel := a.call(runCtx)
+		t0 := time.Now()
+		_, err := targets[i%int64(len(targets))].Request(rctx, "echo", json.RawMessage(payload))
+		d := time.Since(t0)
+		cancel()
+		done.Add(1)
+		if err != nil {
+			// A request cut by the end of --duration is not an error.
+			if f.duration > 0 && runCtx.Err() != nil {
+				break
+			}
+			errs++
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		lat = append(lat, d)
+	}
+	return lat, errs, first
 }
 
 // progressInterval is how often a long bench says how far it is, on
