@@ -91,101 +91,121 @@ const closeGrace = 5 * time.Second
 // the exit status. Signals are caught from the start, so a SIGHUP before
 // READY=1 does not end the process.
 func Run(svc Service, o RunOptions) int {
-	log := o.Log
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	notifier := systemd.NewNotifier(log)
-
 	if err := svc.Start(ctx); err != nil {
-		log.WithError(err).Errorf("%s failed to start", o.Name)
+		o.Log.WithError(err).Errorf("%s failed to start", o.Name)
 		return ExitFailure
 	}
-	side, err := startSide(svc, o.Base, log)
+	side, err := startSide(svc, o.Base, o.Log)
 	if err != nil {
-		log.WithError(err).Errorf("%s failed to start", o.Name)
+		o.Log.WithError(err).Errorf("%s failed to start", o.Name)
 		stopNow(svc)
 		return ExitFailure
 	}
 	defer side.stop()
+	l := &loop{svc: svc, o: o, log: o.Log, notifier: systemd.NewNotifier(o.Log), cancelStop: func() {}}
+	defer func() { l.cancelStop() }()
+	return l.run(ctx, sigs)
+}
 
-	wd := notifier.StartLoopWatchdog(ctx)
+// loop is Run's main loop and its state.
+type loop struct {
+	svc        Service
+	o          RunOptions
+	log        *logrus.Logger
+	notifier   *systemd.Notifier
+	lastStatus string
+	ready      bool
+
+	stopped      chan error // set once a stop began
+	stopDeadline <-chan time.Time
+	cancelStop   context.CancelFunc
+}
+
+func (l *loop) run(ctx context.Context, sigs <-chan os.Signal) int {
+	wd := l.notifier.StartLoopWatchdog(ctx)
 	defer wd.Stop()
-	ready := svc.Ready()
+	ready := l.svc.Ready()
 	if ready == nil {
 		ready = closed
 	}
-	isReady := false
-	lastStatus := ""
-	status := func() {
-		if st := svc.Status(); st != lastStatus {
-			lastStatus = st
-			notifier.Status("%s", st)
-		}
-	}
-	status()
+	l.status()
 	tick := time.NewTicker(statusInterval)
 	defer tick.Stop()
-	failed := svc.Failed()
-
-	var stopped chan error
-	var stopDeadline <-chan time.Time
+	failed := l.svc.Failed()
 	for {
 		select {
 		case <-ready:
-			ready, isReady = nil, true
-			notifier.Ready()
-			lastStatus = "" // STATUS= follows READY=1 even when unchanged
-			status()
-			log.Infof("%s ready", o.Name)
+			ready, l.ready = nil, true
+			l.notifier.Ready()
+			l.lastStatus = "" // STATUS= follows READY=1 even when unchanged
+			l.status()
+			l.log.Infof("%s ready", l.o.Name)
 		case ack := <-wd.Ping():
-			_ = svc.Status() // a service that cannot answer withholds the ping
+			_ = l.svc.Status() // a service that cannot answer withholds the ping
 			close(ack)
 		case <-tick.C:
-			status()
+			l.status()
 		case err := <-failed:
 			failed = nil
-			if stopped != nil {
+			if l.stopped != nil {
 				continue // failures while stopping are Stop's to report
 			}
-			log.WithError(err).Errorf("%s failed", o.Name)
-			notifier.Stopping()
-			stopNow(svc)
+			l.log.WithError(err).Errorf("%s failed", l.o.Name)
+			l.notifier.Stopping()
+			stopNow(l.svc)
 			return ExitFailure
 		case sig := <-sigs:
-			switch {
-			case sig == syscall.SIGHUP:
-				reload(svc, &o, notifier, log, isReady)
-				status()
-			case stopped != nil:
-				if a, ok := svc.(Aborter); ok {
-					log.WithField("signal", sig.String()).Warn("second signal: closing all connections now")
-					a.Abort()
-				}
-			default:
-				log.WithField("signal", sig.String()).Infof("%s stopping", o.Name)
-				notifier.Stopping()
-				stopped = make(chan error, 1)
-				sctx, scancel := context.WithTimeout(context.Background(), o.Drain+closeGrace)
-				defer scancel()
-				go func() { stopped <- svc.Stop(sctx) }()
-				stopDeadline = time.After(o.Drain + 2*closeGrace)
-				status()
-			}
-		case err := <-stopped:
+			l.signal(sig)
+		case err := <-l.stopped:
 			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				log.WithError(err).Errorf("%s stopped with errors", o.Name)
+				l.log.WithError(err).Errorf("%s stopped with errors", l.o.Name)
 				return ExitFailure
 			}
-			log.Infof("%s stopped", o.Name)
+			l.log.Infof("%s stopped", l.o.Name)
 			return ExitOK
-		case <-stopDeadline:
-			log.Errorf("%s did not stop within %s", o.Name, o.Drain+2*closeGrace)
+		case <-l.stopDeadline:
+			l.log.Errorf("%s did not stop within %s", l.o.Name, l.o.Drain+2*closeGrace)
 			return ExitFailure
 		}
+	}
+}
+
+// status sends STATUS= when it changed.
+func (l *loop) status() {
+	if st := l.svc.Status(); st != l.lastStatus {
+		l.lastStatus = st
+		l.notifier.Status("%s", st)
+	}
+}
+
+// signal handles SIGHUP (reload), a first SIGTERM/SIGINT (stop within the
+// drain bound) and a second one (abort, when the service can).
+func (l *loop) signal(sig os.Signal) {
+	switch {
+	case sig == syscall.SIGHUP:
+		reload(l.svc, &l.o, l.notifier, l.log, l.ready)
+		l.status()
+	case l.stopped != nil:
+		if a, ok := l.svc.(Aborter); ok {
+			l.log.WithField("signal", sig.String()).Warn("second signal: closing all connections now")
+			a.Abort()
+		}
+	default:
+		l.log.WithField("signal", sig.String()).Infof("%s stopping", l.o.Name)
+		l.notifier.Stopping()
+		l.stopped = make(chan error, 1)
+		sctx, cancel := context.WithTimeout(context.Background(), l.o.Drain+closeGrace)
+		l.cancelStop = cancel
+		stopped := l.stopped
+		go func() { stopped <- l.svc.Stop(sctx) }()
+		l.stopDeadline = time.After(l.o.Drain + 2*closeGrace)
+		l.status()
 	}
 }
 
