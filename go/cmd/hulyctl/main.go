@@ -168,8 +168,8 @@ which bounds each network call, and --json for machine-readable output.`,
 		a.serveEchoCommand(),
 		a.benchCommand(),
 		a.versionCommand(),
-		a.manCommand(),
 	)
+	root.AddCommand(a.manCommand()) // hidden: writes the manual pages
 	return root
 }
 
