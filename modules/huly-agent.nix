@@ -161,6 +161,126 @@ let
       };
     };
 
+  # A kind under settings.kinds: the agent's own keys (snake_case), typed
+  # and documented; any other key is written as given.
+  kindSettingsModule = {
+    freeformType = format.type;
+    options = {
+      runtime = mkOption {
+        type = types.enum [
+          "builtin"
+          "process"
+          "transient"
+          "nspawn"
+        ];
+        description = ''
+          How containers of this kind run: `builtin` (Go code in the agent),
+          `process` (a child process), `transient` (a transient systemd unit
+          `huly-c-*`, needs D-Bus and polkit), `nspawn` (a systemd-nspawn
+          machine `huly-*`, needs machined).
+        '';
+      };
+      builtin = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "echo";
+        description = "The built-in kind to serve (runtime `builtin`).";
+      };
+      command = mkOption {
+        type = types.nullOr (types.either types.str types.path);
+        default = null;
+        description = "The program of each container (runtimes `process`, `transient`, and inside `nspawn` machines).";
+      };
+      args = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Arguments of `command`.";
+      };
+      environment = mkOption {
+        type = types.attrsOf types.str;
+        default = { };
+        description = "Environment of `command`.";
+      };
+      labels = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Labels of every container of this kind.";
+      };
+      max_instances = mkOption {
+        type = types.ints.unsigned;
+        default = 0;
+        description = "Most containers of this kind at once; 0 for no limit.";
+      };
+      restart = mkOption {
+        type = types.enum [
+          "never"
+          "on-failure"
+        ];
+        default = "never";
+        description = "Whether a crashed container is started again.";
+      };
+      restart_backoff = mkOption {
+        type = hl.duration;
+        default = "1s";
+        description = "First wait before a restart; it grows with repeated crashes.";
+      };
+      unused_timeout = mkOption {
+        type = hl.duration;
+        default = "5s";
+        description = "A container nobody references is stopped after this long.";
+      };
+      pinned = mkOption {
+        type = types.listOf (types.submodule pinnedModule);
+        default = [ ];
+        description = "Containers with fixed uuids that the agent keeps running and registered.";
+      };
+      unit_properties = mkOption {
+        type = types.attrsOf (
+          types.oneOf [
+            types.str
+            types.int
+            types.bool
+          ]
+        );
+        default = { };
+        example = {
+          MemoryMax = "512M";
+          CPUQuota = "50%";
+        };
+        description = "Properties of each transient unit (runtimes `transient` and `nspawn`).";
+      };
+      nspawn = {
+        directory = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "/var/lib/machines/web";
+          description = "Root directory of each machine (runtime `nspawn`; this or `image`).";
+        };
+        image = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          description = "Disk image of each machine (runtime `nspawn`; this or `directory`).";
+        };
+        private_network = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Give each machine its own network namespace; its port is then bridged to the host.";
+        };
+        bind = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [ "/srv/data:/data" ];
+          description = "Bind mounts `SOURCE:DEST` into each machine.";
+        };
+        port = mkOption {
+          type = types.nullOr types.port;
+          default = null;
+          description = "The TCP port the container serves on inside its machine (runtime `nspawn`).";
+        };
+      };
+    };
+  };
+
   renderKind =
     k:
     lib.filterAttrs (_: v: v != null) {
@@ -194,56 +314,74 @@ let
     }
     // k.extraSettings;
 
+  # A kind of settings.kinds as the agent reads it: unset options left out,
+  # the nspawn block only for runtime nspawn.
+  renderSettingsKind =
+    k:
+    lib.filterAttrs (_: v: v != null) (
+      k
+      // {
+        command = if k.command == null then null else toString k.command;
+        unit_properties = if k.unit_properties == { } then null else k.unit_properties;
+        nspawn = if k.runtime != "nspawn" then null else lib.filterAttrs (_: v: v != null) k.nspawn;
+      }
+    );
+
+  # The kinds as written to the file: settings.kinds, and those of the
+  # deprecated camelCase option.
+  allKinds = lib.mapAttrs (_: renderSettingsKind) cfg.settings.kinds // lib.mapAttrs (_: renderKind) cfg.kinds;
+
   finalSettings = cfg.settings // {
-    kinds = (cfg.settings.kinds or { }) // lib.mapAttrs (_: renderKind) cfg.kinds;
+    kinds = allKinds;
   };
 
-  kindsWith = runtimes: lib.filterAttrs (_: k: lib.elem k.runtime runtimes) cfg.kinds;
+  kindsWith = runtimes: lib.filterAttrs (_: k: lib.elem k.runtime runtimes) allKinds;
   usesSystemd = kindsWith [
     "transient"
     "nspawn"
   ] != { };
 
   allPinned = lib.concatLists (
-    lib.mapAttrsToList (kind: k: map (p: "${kind}/${p.uuid}") k.pinned) cfg.kinds
+    lib.mapAttrsToList (kind: k: map (p: "${kind}/${p.uuid}") k.pinned) allKinds
   );
-  pinnedUuids = lib.concatMap (k: map (p: p.uuid) k.pinned) (lib.attrValues cfg.kinds);
+  pinnedUuids = lib.concatMap (k: map (p: p.uuid) k.pinned) (lib.attrValues allKinds);
   duplicateUuids = lib.unique (
     lib.filter (u: lib.count (x: x == u) pinnedUuids > 1) pinnedUuids
   );
 
-  kindsInBoth = lib.intersectLists (lib.attrNames (cfg.settings.kinds or { })) (
-    lib.attrNames cfg.kinds
-  );
+  kindsInBoth = lib.intersectLists (lib.attrNames cfg.settings.kinds) (lib.attrNames cfg.kinds);
 
   kindAssertions = lib.concatLists (
     lib.mapAttrsToList (name: k: [
       {
-        assertion = k.runtime != "builtin" || k.builtin != null;
-        message = "services.huly-agent.kinds.${name}: runtime \"builtin\" needs `builtin` (e.g. \"echo\").";
+        assertion = k.runtime != "builtin" || k ? builtin;
+        message = "services.huly-agent.settings.kinds.${name}: runtime \"builtin\" needs `builtin` (e.g. \"echo\").";
       }
       {
-        assertion = !(lib.elem k.runtime [ "process" "transient" ]) || k.command != null;
-        message = "services.huly-agent.kinds.${name}: runtime \"${k.runtime}\" needs `command`.";
+        assertion = !(lib.elem k.runtime [ "process" "transient" ]) || k ? command;
+        message = "services.huly-agent.settings.kinds.${name}: runtime \"${k.runtime}\" needs `command`.";
       }
       {
-        assertion = k.runtime != "nspawn" || ((k.nspawn.directory == null) != (k.nspawn.image == null));
-        message = "services.huly-agent.kinds.${name}: runtime \"nspawn\" needs exactly one of `nspawn.directory` and `nspawn.image`.";
+        assertion = k.runtime != "nspawn" || ((k.nspawn ? directory) != (k.nspawn ? image));
+        message = "services.huly-agent.settings.kinds.${name}: runtime \"nspawn\" needs exactly one of `nspawn.directory` and `nspawn.image`.";
       }
       {
-        assertion = k.runtime != "nspawn" || k.nspawn.port != null;
-        message = "services.huly-agent.kinds.${name}: runtime \"nspawn\" needs `nspawn.port`, the port the bridge brings to the host.";
+        assertion = k.runtime != "nspawn" || k.nspawn ? port;
+        message = "services.huly-agent.settings.kinds.${name}: runtime \"nspawn\" needs `nspawn.port`, the port the bridge brings to the host.";
       }
-    ]) cfg.kinds
+    ]) allKinds
   );
 
-  kindWarnings = lib.concatLists (
-    lib.mapAttrsToList (
-      name: k:
-      lib.optional (k.unitProperties != { } && !(lib.elem k.runtime [ "transient" "nspawn" ]))
-        "services.huly-agent.kinds.${name}.unitProperties has no effect with runtime \"${k.runtime}\"."
-    ) cfg.kinds
-  );
+  kindWarnings =
+    lib.concatLists (
+      lib.mapAttrsToList (
+        name: k:
+        lib.optional (k ? unit_properties && !(lib.elem k.runtime [ "transient" "nspawn" ]))
+          "services.huly-agent.settings.kinds.${name}.unit_properties has no effect with runtime \"${k.runtime}\"."
+      ) allKinds
+    )
+    ++ lib.optional (cfg.kinds != { }) ''
+      services.huly-agent.kinds is renamed to services.huly-agent.settings.kinds, whose keys are snake_case like every other key of settings (maxInstances → max_instances, restartBackoff → restart_backoff, unusedTimeout → unused_timeout, unitProperties → unit_properties, nspawn.privateNetwork → nspawn.private_network; extraSettings → the keys themselves). Kinds of the old option: ${lib.concatStringsSep ", " (lib.attrNames cfg.kinds)}.'';
 
   listen = hl.tcpListenOf cfg.settings.listen;
   metrics = hl.tcpListenOf cfg.settings.metrics_listen;
@@ -262,9 +400,8 @@ in
     settings = mkOption {
       default = { };
       description = ''
-        The agent's JSON configuration (passed with `--config`), without
-        `kinds` (see `services.huly-agent.kinds`). The keys below are typed
-        and documented; any other key is written as given.
+        The agent's JSON configuration (passed with `--config`). The keys
+        below are typed and documented; any other key is written as given.
       '';
       type = types.submodule {
         freeformType = format.type;
@@ -300,6 +437,23 @@ in
             default = "";
             description = "Address of the Prometheus metrics endpoint; empty for none. Never opened in the firewall.";
           };
+          kinds = mkOption {
+            type = types.attrsOf (types.submodule kindSettingsModule);
+            default = { };
+            example = {
+              echo = {
+                runtime = "builtin";
+                builtin = "echo";
+              };
+              worker = {
+                runtime = "transient";
+                command = "/run/current-system/sw/bin/my-worker";
+                restart = "on-failure";
+                unit_properties.MemoryMax = "512M";
+              };
+            };
+            description = "The kinds of container this agent offers, by name.";
+          };
         }
         // hl.loggingOptions;
       };
@@ -308,25 +462,14 @@ in
     kinds = mkOption {
       type = types.attrsOf (types.submodule kindModule);
       default = { };
-      example = {
-        echo = {
-          runtime = "builtin";
-          builtin = "echo";
-        };
-        worker = {
-          runtime = "transient";
-          command = "/run/current-system/sw/bin/my-worker";
-          restart = "on-failure";
-          unitProperties.MemoryMax = "512M";
-        };
-      };
-      description = "The kinds of container this agent offers, by name.";
+      visible = false;
+      description = "Renamed to `services.huly-agent.settings.kinds` (keys in snake_case); still read, with a warning.";
     };
 
     configFile = mkOption {
       type = types.path;
       readOnly = true;
-      description = "The JSON file generated from `settings` and `kinds`.";
+      description = "The JSON file generated from `settings`.";
     };
 
     openFirewall = mkOption {
@@ -347,11 +490,11 @@ in
       assertions = kindAssertions ++ [
         {
           assertion = duplicateUuids == [ ];
-          message = "services.huly-agent.kinds: pinned uuids must be unique, these repeat: ${lib.concatStringsSep ", " duplicateUuids} (in ${lib.concatStringsSep ", " allPinned}).";
+          message = "services.huly-agent.settings.kinds: pinned uuids must be unique, these repeat: ${lib.concatStringsSep ", " duplicateUuids} (in ${lib.concatStringsSep ", " allPinned}).";
         }
         {
           assertion = kindsInBoth == [ ];
-          message = "services.huly-agent: kinds declared both in settings.kinds and in kinds (${lib.concatStringsSep ", " kindsInBoth}); use kinds only.";
+          message = "services.huly-agent: kinds declared both in settings.kinds and in the renamed kinds option (${lib.concatStringsSep ", " kindsInBoth}); use settings.kinds only.";
         }
       ];
       warnings = kindWarnings;

@@ -2,7 +2,9 @@
 # from the one Go module in go/.
 {
   lib,
+  stdenv,
   buildGoModule,
+  installShellFiles,
   version ? "0.1.0",
   # Further programs of the module to build alongside (e.g. an example
   # container for a VM test), still with this one vendor hash.
@@ -44,6 +46,24 @@ buildGoModule {
 
   # Static binaries: they run unchanged in nspawn machines and on plain hosts.
   env.CGO_ENABLED = 0;
+
+  nativeBuildInputs = [ installShellFiles ];
+
+  # Manual pages and hulyctl's shell completions, made by the binaries
+  # themselves from their flags (so they cannot drift from --help). A daemon
+  # not yet on internal/daemon has no --man and no page.
+  postInstall = lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+    mkdir -p man
+    $out/bin/hulyctl man man
+    for d in huly-agent huly-bridge huly-network; do
+      if $out/bin/$d --man >man/$d.1 2>/dev/null; then :; else rm -f man/$d.1; fi
+    done
+    installManPage man/*.1
+    installShellCompletion --cmd hulyctl \
+      --bash <($out/bin/hulyctl completion bash) \
+      --zsh <($out/bin/hulyctl completion zsh) \
+      --fish <($out/bin/hulyctl completion fish)
+  '';
 
   # The same -X that `just build` passes (go/internal/version).
   ldflags = [

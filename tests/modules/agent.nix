@@ -9,12 +9,7 @@ let
   sc = c: c.systemd.services.huly-agent.serviceConfig;
   conf = c: h.json c.services.huly-agent.configFile;
 
-  kinds = withAgent {
-    settings = {
-      advertise_host = "agent1";
-      labels = [ "zone-a" ];
-    };
-    kinds = {
+  kindsDecl = {
       echo = {
         runtime = "builtin";
         builtin = "echo";
@@ -31,8 +26,8 @@ let
         args = [ "--fast" ];
         environment.MODE = "prod";
         restart = "on-failure";
-        maxInstances = 4;
-        unitProperties.MemoryMax = "512M";
+        max_instances = 4;
+        unit_properties.MemoryMax = "512M";
       };
       web = {
         runtime = "nspawn";
@@ -43,10 +38,32 @@ let
           port = 8080;
         };
       };
+  };
+  kinds = withAgent {
+    settings = {
+      advertise_host = "agent1";
+      labels = [ "zone-a" ];
+      kinds = kindsDecl;
     };
   };
+  # The same kinds through the renamed camelCase option.
+  oldKinds = withAgent {
+    settings = {
+      advertise_host = "agent1";
+      labels = [ "zone-a" ];
+    };
+    kinds = lib.mapAttrs (
+      _: k:
+      removeAttrs k [
+        "max_instances"
+        "unit_properties"
+      ]
+      // lib.optionalAttrs (k ? max_instances) { maxInstances = k.max_instances; }
+      // lib.optionalAttrs (k ? unit_properties) { unitProperties = k.unit_properties; }
+    ) kindsDecl;
+  };
   onlyProcess = withAgent {
-    kinds.p = {
+    settings.kinds.p = {
       runtime = "process";
       command = "/bin/p";
     };
@@ -207,10 +224,10 @@ in
   testExtraSettingsMergedIntoKind = {
     expr =
       (conf (withAgent {
-        kinds.e = {
+        settings.kinds.e = {
           runtime = "builtin";
           builtin = "echo";
-          extraSettings.future = 1;
+          future = 1;
         };
       })).kinds.e.future;
     expected = 1;
@@ -254,32 +271,32 @@ in
 
   testAssertBuiltinNeedsName = {
     expr = h.failsWith "kinds.e: runtime \"builtin\" needs `builtin`" (withAgent {
-      kinds.e.runtime = "builtin";
+      settings.kinds.e.runtime = "builtin";
     });
     expected = true;
   };
   testAssertProcessNeedsCommand = {
     expr = h.failsWith "kinds.p: runtime \"process\" needs `command`" (withAgent {
-      kinds.p.runtime = "process";
+      settings.kinds.p.runtime = "process";
     });
     expected = true;
   };
   testAssertTransientNeedsCommand = {
     expr = h.failsWith "kinds.t: runtime \"transient\" needs `command`" (withAgent {
-      kinds.t.runtime = "transient";
+      settings.kinds.t.runtime = "transient";
     });
     expected = true;
   };
   testAssertNspawnNeedsExactlyOneRoot = {
     expr = [
       (h.failsWith "exactly one of `nspawn.directory` and `nspawn.image`" (withAgent {
-        kinds.n = {
+        settings.kinds.n = {
           runtime = "nspawn";
           nspawn.port = 80;
         };
       }))
       (h.failsWith "exactly one of" (withAgent {
-        kinds.n = {
+        settings.kinds.n = {
           runtime = "nspawn";
           nspawn = {
             directory = "/var/lib/machines/n";
@@ -296,7 +313,7 @@ in
   };
   testAssertNspawnNeedsPort = {
     expr = h.failsWith "needs `nspawn.port`" (withAgent {
-      kinds.n = {
+      settings.kinds.n = {
         runtime = "nspawn";
         nspawn.directory = "/var/lib/machines/n";
       };
@@ -305,7 +322,7 @@ in
   };
   testAssertPinnedUuidsUnique = {
     expr = h.failsWith "pinned uuids must be unique, these repeat: same" (withAgent {
-      kinds = {
+      settings.kinds = {
         a = {
           runtime = "builtin";
           builtin = "echo";
@@ -321,7 +338,7 @@ in
     expected = true;
   };
   testAssertKindNotDeclaredTwice = {
-    expr = h.failsWith "kinds declared both in settings.kinds and in kinds (e)" (withAgent {
+    expr = h.failsWith "kinds declared both in settings.kinds and in the renamed kinds option (e)" (withAgent {
       settings.kinds.e.runtime = "builtin";
       kinds.e = {
         runtime = "builtin";
@@ -333,22 +350,34 @@ in
   testWarnUnitPropertiesWithoutSystemdRuntime = {
     expr =
       (withAgent {
-        kinds.e = {
+        settings.kinds.e = {
           runtime = "builtin";
           builtin = "echo";
-          unitProperties.MemoryMax = "1G";
+          unit_properties.MemoryMax = "1G";
         };
       }).warnings;
-    expected = [ "services.huly-agent.kinds.e.unitProperties has no effect with runtime \"builtin\"." ];
+    expected = [ "services.huly-agent.settings.kinds.e.unit_properties has no effect with runtime \"builtin\"." ];
+  };
+  testRenamedKindsOptionStillWorksWithAWarning = {
+    expr = {
+      same = (conf oldKinds).kinds == (conf kinds).kinds;
+      warned = map (lib.hasPrefix "services.huly-agent.kinds is renamed to services.huly-agent.settings.kinds") oldKinds.warnings;
+      failed = h.failed oldKinds;
+    };
+    expected = {
+      same = true;
+      warned = [ true ];
+      failed = [ ];
+    };
   };
 
   testTypeErrorUnknownRuntime = {
-    expr = h.throws (conf (withAgent { kinds.d.runtime = "docker"; })).kinds;
+    expr = h.throws (conf (withAgent { settings.kinds.d.runtime = "docker"; })).kinds;
     expected = true;
   };
   testTypeErrorRestartPolicy = {
     expr = h.throws (conf (withAgent {
-      kinds.e = {
+      settings.kinds.e = {
         runtime = "builtin";
         builtin = "echo";
         restart = "always";

@@ -12,16 +12,16 @@ let
       settings = {
         network = "server:3737";
         advertise_host = name;
-      };
-      kinds.echo = {
-        runtime = "builtin";
-        builtin = "echo";
-        pinned = [
-          {
-            uuid = "ha-echo";
-            stateless = true;
-          }
-        ];
+        kinds.echo = {
+          runtime = "builtin";
+          builtin = "echo";
+          pinned = [
+            {
+              uuid = "ha-echo";
+              stateless = true;
+            }
+          ];
+        };
       };
     };
   };

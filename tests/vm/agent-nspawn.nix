@@ -40,13 +40,13 @@ in
       services.huly-network.enable = true;
       services.huly-agent = {
         enable = true;
-        kinds.web = {
+        settings.kinds.web = {
           runtime = "nspawn";
           command = "${withExample}/bin/${baseNameOf exampleContainer}";
-          unusedTimeout = "5s";
+          unused_timeout = "5s";
           nspawn = {
             directory = "/var/lib/machines/web";
-            privateNetwork = true;
+            private_network = true;
             bind = [ "/nix/store:/nix/store" ];
             port = 8080;
           };

@@ -29,10 +29,10 @@
           network = "server:3737";
           advertise_host = "agent";
           agent_id = "vm-agent";
-        };
-        kinds.echo = {
-          runtime = "builtin";
-          builtin = "echo";
+          kinds.echo = {
+            runtime = "builtin";
+            builtin = "echo";
+          };
         };
       };
     };

@@ -2,17 +2,12 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"flag"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,117 +19,20 @@ import (
 	"github.com/huly-net/huly-net/go/internal/testutil"
 )
 
-// binary is the huly-bridge built once by TestMain; empty under -short.
-var binary string
+var bins testutil.Binaries
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if !testing.Short() {
-		dir, err := os.MkdirTemp("", "huly-bridge-test")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		binary = filepath.Join(dir, "huly-bridge")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			goTool = "go"
-		}
-		cmd := exec.Command(goTool, "build", "-o", binary, ".")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building huly-bridge:", err)
-			_ = os.RemoveAll(dir)
-			os.Exit(1)
-		}
-		code := m.Run()
-		_ = os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
+	os.Exit(testutil.BuildMain(m, &bins, map[string]string{"huly-bridge": "."}))
 }
 
-const deadline = 15 * time.Second
-
-type proc struct {
-	cmd    *exec.Cmd
-	notify <-chan string
-	stderr *testutil.SyncBuffer
-	done   chan struct{}
-	err    error
-}
-
-func (p *proc) signal(t *testing.T, sig os.Signal) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(sig))
-}
-
-// wait returns the exit code, failing the test after the deadline.
-func (p *proc) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-p.done:
-		return testutil.ExitCode(p.err)
-	case <-time.After(deadline):
-		require.FailNow(t, "huly-bridge did not exit", "stderr:\n%s", p.stderr.String())
-		return -1
-	}
-}
-
-// waitReady waits for READY=1 and returns the notifications before it.
-func (p *proc) waitReady(t *testing.T) {
-	t.Helper()
-	select {
-	case <-p.done:
-		require.FailNow(t, "huly-bridge exited before READY=1", "stderr:\n%s", p.stderr.String())
-	default:
-	}
-	testutil.WaitFor(t, p.notify, "READY=1", deadline)
-}
-
-func skipShort(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the huly-bridge binary; skipped under -short")
-	}
-}
+const deadline = testutil.DaemonTimeout
 
 // start runs huly-bridge with a fake NOTIFY_SOCKET. files, when given, are
 // passed as socket-activated fds named names.
-func start(t *testing.T, args []string, env []string, files []*os.File, names []string) *proc {
+func start(t *testing.T, args []string, env []string, files []*os.File, names []string) *testutil.Proc {
 	t.Helper()
-	skipShort(t)
-	sock, ch := testutil.NotifySocket(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	env = append([]string{"NOTIFY_SOCKET=" + sock, "JOURNAL_STREAM=", "LISTEN_FDS=", "LISTEN_PID=", "WATCHDOG_USEC="}, env...)
-	var cmd *exec.Cmd
-	if files != nil {
-		cmd = testutil.ActivatedCommand(ctx, files, names, env, binary, args...)
-	} else {
-		cmd = exec.CommandContext(ctx, binary, args...)
-		cmd.Env = append(os.Environ(), env...)
-		cmd.WaitDelay = 5 * time.Second
-	}
-	p := &proc{cmd: cmd, notify: ch, stderr: &testutil.SyncBuffer{}, done: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	cmd.Stdout = p.stderr
-	require.NoError(t, cmd.Start())
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("huly-bridge stderr:\n%s", p.stderr.String())
-		}
-	})
-	return p
+	bins.Need(t)
+	return testutil.StartDaemon(t, bins.Path("huly-bridge"), args, testutil.ProcOptions{Env: env, Files: files, Names: names})
 }
 
 // echoServer is a target on 127.0.0.1 that echoes, half-closing on EOF.
@@ -189,42 +87,38 @@ func TestDaemonDrainsOnSIGTERM(t *testing.T) {
 	target := echoServer(t)
 	listen := testutil.FreeAddr(t)
 	p := start(t, []string{"--forward", "web=tcp:" + listen + ",tcp:" + target.Addr().String(), "--drain-timeout", "1m"}, nil, nil, nil)
-	p.waitReady(t)
-	status, _ := testutil.WaitFor(t, p.notify, "STATUS=", deadline)
+	p.WaitReady(t)
+	status, _ := testutil.WaitFor(t, p.Notify, "STATUS=", deadline)
 	assert.Equal(t, "STATUS=1 forwards, 0 active connections", status)
 
 	c := dialEcho(t, listen, "before")
-	p.signal(t, syscall.SIGTERM)
-	testutil.WaitFor(t, p.notify, "STOPPING=1", deadline)
+	p.Signal(t, syscall.SIGTERM)
+	testutil.WaitFor(t, p.Notify, "STOPPING=1", deadline)
 	require.Eventually(t, func() bool { return refused(listen) }, deadline, 10*time.Millisecond, "still accepting after SIGTERM")
 
 	// The active connection is served until it ends.
 	echoed(t, c, "during drain")
-	select {
-	case <-p.done:
-		t.Fatalf("exited with a connection still active\n%s", p.stderr.String())
-	default:
-	}
+	require.False(t, p.Exited(), "exited with a connection still active")
 	require.NoError(t, c.(*net.TCPConn).CloseWrite())
 	rest, err := io.ReadAll(c)
 	require.NoError(t, err)
 	assert.Empty(t, rest)
-	assert.Equal(t, 0, p.wait(t))
-	assert.Contains(t, p.stderr.String(), "stopping: no new connections")
+	assert.Equal(t, 0, p.Wait(t))
+	assert.Contains(t, p.Output.String(), "stopping: no new connections")
 }
 
 func TestDaemonDrainDeadline(t *testing.T) {
 	target := echoServer(t)
 	listen := testutil.FreeAddr(t)
 	p := start(t, []string{"--forward", "web=tcp:" + listen + ",tcp:" + target.Addr().String(), "--drain-timeout", "100ms"}, nil, nil, nil)
-	p.waitReady(t)
+	p.WaitReady(t)
 	c := dialEcho(t, listen, "held open")
-	p.signal(t, syscall.SIGTERM)
-	assert.Equal(t, 0, p.wait(t))
+	p.Signal(t, syscall.SIGTERM)
+	assert.Equal(t, 0, p.Wait(t))
 	n, err := c.Read(make([]byte, 1))
 	assert.Zero(t, n)
 	assert.Error(t, err, "the bridge closed the connection at the deadline")
-	assert.Contains(t, p.stderr.String(), "drain deadline passed")
+	assert.Contains(t, p.Output.String(), "drain deadline passed")
 }
 
 func TestDaemonSocketActivation(t *testing.T) {
@@ -235,23 +129,23 @@ func TestDaemonSocketActivation(t *testing.T) {
 	fo := testutil.ListenerFile(t, other)
 	p := start(t, []string{"--forward", "web=,tcp:" + target.Addr().String(), "--forward", "db=tcp:127.0.0.1:0,tcp:" + target.Addr().String()},
 		nil, []*os.File{f, fo}, []string{"web", "db"})
-	p.waitReady(t)
+	p.WaitReady(t)
 	// The test's own copies must not accept: close them so that only the
 	// daemon's descriptors remain.
 	require.NoError(t, ln.Close())
 	require.NoError(t, other.Close())
 	_ = dialEcho(t, ln.Addr().String(), "activated web").Close()
 	_ = dialEcho(t, other.Addr().String(), "activated db").Close()
-	assert.Contains(t, p.stderr.String(), "configured listen address is ignored")
-	p.signal(t, syscall.SIGTERM)
-	assert.Equal(t, 0, p.wait(t))
+	assert.Contains(t, p.Output.String(), "configured listen address is ignored")
+	p.Signal(t, syscall.SIGTERM)
+	assert.Equal(t, 0, p.Wait(t))
 }
 
 func TestDaemonSocketActivationUnknownName(t *testing.T) {
 	ln := testutil.ListenTCP(t)
 	p := start(t, []string{"--forward", "web=tcp:127.0.0.1:0,tcp:127.0.0.1:1"}, nil, []*os.File{testutil.ListenerFile(t, ln)}, []string{"nosuch"})
-	assert.Equal(t, 2, p.wait(t))
-	assert.Contains(t, p.stderr.String(), "nosuch match no forward")
+	assert.Equal(t, 2, p.Wait(t))
+	assert.Contains(t, p.Output.String(), "nosuch match no forward")
 }
 
 func TestDaemonBadConfigurationExits2(t *testing.T) {
@@ -269,17 +163,17 @@ func TestDaemonBadConfigurationExits2(t *testing.T) {
 		{[]string{"--forward", "web=ftp:x,tcp:127.0.0.1:1"}, nil, `forward "web": listen`},
 	} {
 		p := start(t, tc.args, tc.env, nil, nil)
-		assert.Equal(t, 2, p.wait(t), "args %q", tc.args)
-		assert.Contains(t, p.stderr.String(), tc.want)
+		assert.Equal(t, 2, p.Wait(t), "args %q", tc.args)
+		assert.Contains(t, p.Output.String(), tc.want)
 	}
 }
 
 func TestDaemonListenFailureExits1(t *testing.T) {
 	taken := testutil.ListenTCP(t)
 	p := start(t, []string{"--forward", "web=tcp:" + taken.Addr().String() + ",tcp:127.0.0.1:1"}, nil, nil, nil)
-	assert.Equal(t, 1, p.wait(t))
-	assert.Contains(t, p.stderr.String(), "address already in use")
-	assert.Empty(t, p.notify, "no READY=1 when a listener failed")
+	assert.Equal(t, 1, p.Wait(t))
+	assert.Contains(t, p.Output.String(), "address already in use")
+	assert.Empty(t, p.Notify, "no READY=1 when a listener failed")
 }
 
 func TestDaemonStatusWatchdogMetricsAndEnv(t *testing.T) {
@@ -296,8 +190,8 @@ func TestDaemonStatusWatchdogMetricsAndEnv(t *testing.T) {
 		"WATCHDOG_USEC=200000",
 		"WATCHDOG_PID=",
 	}, nil, nil)
-	p.waitReady(t)
-	testutil.WaitFor(t, p.notify, "WATCHDOG=1", deadline)
+	p.WaitReady(t)
+	testutil.WaitFor(t, p.Notify, "WATCHDOG=1", deadline)
 
 	dialEcho(t, listen, "hello")
 	c, err := net.DialTimeout("tcp", dead, deadline)
@@ -305,7 +199,7 @@ func TestDaemonStatusWatchdogMetricsAndEnv(t *testing.T) {
 	_, _ = io.Copy(io.Discard, c) // closed by the bridge after the failed dial
 	_ = c.Close()
 
-	line, _ := testutil.WaitFor(t, p.notify, "STATUS=2 forwards, 1 active connections; unreachable: dead (tcp:"+deadTarget+") since ", deadline)
+	line, _ := testutil.WaitFor(t, p.Notify, "STATUS=2 forwards, 1 active connections; unreachable: dead (tcp:"+deadTarget+") since ", deadline)
 	assert.Contains(t, line, "since 20")
 
 	resp, err := http.Get("http://" + metrics + "/metrics")
@@ -318,15 +212,15 @@ func TestDaemonStatusWatchdogMetricsAndEnv(t *testing.T) {
 	assert.Contains(t, string(body), `huly_bridge_target_up{forward="dead"} 0`)
 	assert.Contains(t, string(body), "process_resident_memory_bytes")
 
-	p.signal(t, syscall.SIGTERM)
+	p.Signal(t, syscall.SIGTERM)
 	// Signals of one kind do not queue: wait until the first was handled.
-	testutil.WaitFor(t, p.notify, "STOPPING=1", deadline)
-	p.signal(t, syscall.SIGTERM) // a second signal does not wait for the drain
-	assert.Equal(t, 0, p.wait(t))
-	assert.Contains(t, p.stderr.String(), "second signal: closing all connections now")
+	testutil.WaitFor(t, p.Notify, "STOPPING=1", deadline)
+	p.Signal(t, syscall.SIGTERM) // a second signal does not wait for the drain
+	assert.Equal(t, 0, p.Wait(t))
+	assert.Contains(t, p.Output.String(), "second signal: closing all connections now")
 
 	// HULY_LOG_FORMAT=json: every line of stderr is a JSON object.
-	sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+	sc := bufio.NewScanner(strings.NewReader(p.Output.String()))
 	lines := 0
 	for sc.Scan() {
 		var obj map[string]any
@@ -338,9 +232,30 @@ func TestDaemonStatusWatchdogMetricsAndEnv(t *testing.T) {
 
 func TestDaemonVersionAndHelp(t *testing.T) {
 	p := start(t, []string{"--version"}, nil, nil, nil)
-	assert.Equal(t, 0, p.wait(t))
-	assert.Contains(t, p.stderr.String(), "huly-bridge dev")
+	assert.Equal(t, 0, p.Wait(t))
+	assert.Contains(t, p.Output.String(), "huly-bridge dev")
 	p = start(t, []string{"--help"}, nil, nil, nil)
-	assert.Equal(t, 0, p.wait(t))
-	assert.Contains(t, p.stderr.String(), "--forward NAME=,TARGET")
+	assert.Equal(t, 0, p.Wait(t))
+	assert.Contains(t, p.Output.String(), "--forward NAME=,TARGET")
+}
+
+func TestDaemonPrintDefaultsAndCheckConfig(t *testing.T) {
+	p := start(t, []string{"--print-defaults"}, nil, nil, nil)
+	assert.Equal(t, 0, p.Wait(t))
+	var defaults map[string]any
+	require.NoError(t, json.Unmarshal([]byte(p.Output.String()), &defaults), "--print-defaults prints JSON")
+	assert.Equal(t, "10s", defaults["drain_timeout"])
+	assert.Equal(t, float64(4096), defaults["max_connections"])
+
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"forwards":{"web":{"listen":"tcp:127.0.0.1:0","target":"tcp:127.0.0.1:1","dial_retries":"x"}}}`), 0o600))
+	p = start(t, []string{"--check-config", bad}, nil, nil, nil)
+	assert.Equal(t, 2, p.Wait(t))
+	assert.Contains(t, p.Output.String(), "forwards.web.dial_retries")
+
+	good := filepath.Join(t.TempDir(), "good.json")
+	require.NoError(t, os.WriteFile(good, []byte(`{"forwards":{"web":{"listen":"tcp:127.0.0.1:0","target":"tcp:127.0.0.1:1"}}}`), 0o600))
+	p = start(t, []string{"--check-config", good}, nil, nil, nil)
+	assert.Equal(t, 0, p.Wait(t), "output: %s", p.Output.String())
+	assert.Contains(t, p.Output.String(), "configuration is valid")
 }

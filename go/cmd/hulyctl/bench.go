@@ -196,6 +196,7 @@ func (a *app) bench(ctx context.Context, f benchFlags) (benchReport, error) {
 	}
 
 	var (
+		done     atomic.Int64
 		next     atomic.Int64
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -204,36 +205,12 @@ func (a *app) bench(ctx context.Context, f benchFlags) (benchReport, error) {
 		firstErr error
 	)
 	start = time.Now()
+	stopProgress := a.benchProgress(progressInterval, start, total, &done)
 	for w := 0; w < f.parallel; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lat := make([]time.Duration, 0, 1024)
-			errs := 0
-			var first error
-			for runCtx.Err() == nil {
-				i := next.Add(1) - 1
-				if total >= 0 && i >= total {
-					break
-				}
-				rctx, cancel := a.call(runCtx)
-				t0 := time.Now()
-				_, err := targets[i%int64(len(targets))].Request(rctx, "echo", json.RawMessage(payload))
-				d := time.Since(t0)
-				cancel()
-				if err != nil {
-					// A request cut by the end of --duration is not an error.
-					if f.duration > 0 && runCtx.Err() != nil {
-						break
-					}
-					errs++
-					if first == nil {
-						first = err
-					}
-					continue
-				}
-				lat = append(lat, d)
-			}
+			lat, errs, first := a.benchWorker(runCtx, f, targets, payload, total, &next, &done)
 			mu.Lock()
 			all = append(all, lat...)
 			errCount += errs
@@ -244,6 +221,7 @@ func (a *app) bench(ctx context.Context, f benchFlags) (benchReport, error) {
 		}()
 	}
 	wg.Wait()
+	stopProgress()
 	elapsed := time.Since(start)
 	if f.duration == 0 && ctx.Err() != nil {
 		return rep, fmt.Errorf("bench interrupted: %w", ctx.Err())
@@ -269,6 +247,72 @@ func (a *app) bench(ctx context.Context, f benchFlags) (benchReport, error) {
 	rep.ConnectSeconds = round(rep.ConnectSeconds, 6)
 	rep.Seconds = round(rep.Seconds, 6)
 	return rep, nil
+}
+
+// benchWorker sends requests until the run's count or duration is used
+// up, returning the latencies of the answered ones, the number of errors
+// and the first error.
+func (a *app) benchWorker(runCtx context.Context, f benchFlags, targets []benchTarget, payload []byte, total int64, next, done *atomic.Int64) (lat []time.Duration, errs int, first error) {
+	lat = make([]time.Duration, 0, 1024)
+	for runCtx.Err() == nil {
+		i := next.Add(1) - 1
+		if total >= 0 && i >= total {
+			break
+		}
+		rctx, cancel := a.call(runCtx)
+		t0 := time.Now()
+		_, err := targets[i%int64(len(targets))].Request(rctx, "echo", json.RawMessage(payload))
+		d := time.Since(t0)
+		cancel()
+		done.Add(1)
+		if err != nil {
+			// A request cut by the end of --duration is not an error.
+			if f.duration > 0 && runCtx.Err() != nil {
+				break
+			}
+			errs++
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		lat = append(lat, d)
+	}
+	return lat, errs, first
+}
+
+// progressInterval is how often a long bench says how far it is, on
+// stderr (stdout keeps only the report).
+const progressInterval = 5 * time.Second
+
+// benchProgress reports the requests done so far every progressInterval
+// until the returned function is called; a short run prints nothing.
+func (a *app) benchProgress(every time.Duration, start time.Time, total int64, done *atomic.Int64) func() {
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				n := done.Load()
+				of := ""
+				if total >= 0 {
+					of = fmt.Sprintf(" of %d", total)
+				}
+				elapsed := time.Since(start).Truncate(time.Second)
+				fmt.Fprintf(a.stderr, "bench: %s, %d%s requests (%.0f/s)\n", elapsed, n, of, float64(n)/time.Since(start).Seconds())
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-finished
+	}
 }
 
 // percentileMS is the nearest-rank percentile of sorted latencies.

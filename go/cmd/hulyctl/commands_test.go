@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -368,12 +370,17 @@ func TestUnreachableNetworkExit1(t *testing.T) {
 			t.Cleanup(func() { _ = conn.Close() })
 		}
 	}()
-	for _, addr := range []string{closed, silent.Addr().String()} {
-		for _, cmd := range [][]string{{"agents"}, {"status"}, {"get", "echo"}, {"request", "u", "op"}, {"watch"}, {"bench"}} {
-			r := ctl(t, append([]string{"--network", addr, "--timeout", "500ms"}, cmd...)...)
-			assert.Equal(t, 1, r.code, "%s %v: %s", addr, cmd, r.stderr)
-			assert.Equal(t, "hulyctl: network "+addr+": no answer within 500ms\n", r.stderr, "%s %v", addr, cmd)
-		}
+	for _, cmd := range [][]string{{"agents"}, {"status"}, {"get", "echo"}, {"request", "u", "op"}, {"watch"}, {"bench"}} {
+		addr := silent.Addr().String()
+		r := ctl(t, append([]string{"--network", addr, "--timeout", "500ms"}, cmd...)...)
+		assert.Equal(t, 1, r.code, "%s %v: %s", addr, cmd, r.stderr)
+		assert.Equal(t, "hulyctl: network "+addr+": no answer within 500ms\n", r.stderr, "%s %v", addr, cmd)
+
+		// A refused connection is said at once: with an hour to wait, this
+		// returns only because hulyctl does not wait.
+		r = ctl(t, append([]string{"--network", closed, "--timeout", "1h"}, cmd...)...)
+		assert.Equal(t, 1, r.code, "%s %v: %s", closed, cmd, r.stderr)
+		assert.Equal(t, "hulyctl: network "+closed+": connection refused\n", r.stderr, "%s %v", closed, cmd)
 	}
 }
 
@@ -390,6 +397,20 @@ func TestVersion(t *testing.T) {
 	var v map[string]string
 	okJSON(t, &v, "version")
 	assert.NotEmpty(t, v["version"])
+	assert.Regexp(t, `^hulyctl \S+\n$`, ok(t, "--version"))
+}
+
+func TestCompletionAndManPages(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		assert.Contains(t, ok(t, "completion", sh), "hulyctl", sh)
+	}
+	dir := t.TempDir()
+	ok(t, "man", dir)
+	for _, page := range []string{"hulyctl.1", "hulyctl-agents.1", "hulyctl-bench.1"} {
+		b, err := os.ReadFile(filepath.Join(dir, page))
+		require.NoError(t, err, page)
+		assert.Contains(t, string(b), ".SH NAME", page)
+	}
 }
 
 func TestHelpListsEveryCommand(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/huly-net/huly-net/go/client"
 	"github.com/huly-net/huly-net/go/internal/logsetup"
+	"github.com/huly-net/huly-net/go/internal/version"
 )
 
 const (
@@ -144,7 +146,8 @@ which bounds each network call, and --json for machine-readable output.`,
 			return a.setup()
 		},
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
+	root.Version = version.String()
+	root.SetVersionTemplate("hulyctl {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: 2, err: err}
 	})
@@ -167,6 +170,7 @@ which bounds each network call, and --json for machine-readable output.`,
 		a.versionCommand(),
 		a.keygenCommand(),
 	)
+	root.AddCommand(a.manCommand()) // hidden: writes the manual pages
 	return root
 }
 
@@ -189,6 +193,9 @@ func (a *app) setup() error {
 // dial connects to the network and waits for its hello answer within the
 // timeout. The caller closes the client with a.close.
 func (a *app) dial(ctx context.Context, opts ...client.Option) (*client.Client, error) {
+	if err := refused(ctx, a.network, a.timeout); err != nil {
+		return nil, fmt.Errorf("network %s: %w", a.network, err)
+	}
 	opts = append([]client.Option{client.WithLogger(a.log)}, opts...)
 	c, err := client.Dial(a.network, opts...)
 	if err != nil {
@@ -204,6 +211,24 @@ func (a *app) dial(ctx context.Context, opts ...client.Option) (*client.Client, 
 		return nil, fmt.Errorf("network %s: no answer within %s", a.network, a.timeout)
 	}
 	return c, nil
+}
+
+// refused says at once when nothing listens at addr (or its name does not
+// resolve), which the client, retrying until the timeout, would only
+// report as no answer. Other failures are left to the client.
+func refused(ctx context.Context, addr string, timeout time.Duration) error {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	var dnsErr *net.DNSError
+	switch {
+	case err == nil:
+		return conn.Close()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return errors.New("connection refused")
+	case errors.As(err, &dnsErr):
+		return dnsErr
+	}
+	return nil
 }
 
 // close ends a session: references are released, hosted agents

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -20,8 +18,7 @@ import (
 	"github.com/huly-net/huly-net/go/internal/testutil"
 )
 
-// binary is hulyctl built by TestMain; empty under -short.
-var binary string
+var bins testutil.Binaries
 
 // waitFor bounds every wait of these tests; none of them asserts speed.
 const waitFor = 20 * time.Second
@@ -29,31 +26,12 @@ const waitFor = 20 * time.Second
 // TestMain builds hulyctl once for the end-to-end tests; under -short
 // (the Nix check phase) they skip.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "hulyctl-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary, err = testutil.BuildBinary(".", dir, "hulyctl")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.BuildMain(m, &bins, map[string]string{"hulyctl": "."}))
 }
 
 func skipShort(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("runs the hulyctl binary; skipped under -short")
-	}
+	bins.Need(t)
 }
 
 // ctlEnv is the environment of every hulyctl run: the test's, without a
@@ -86,7 +64,7 @@ func ctlWith(t *testing.T, env []string, stdin string, args ...string) result {
 	skipShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, bins.Path("hulyctl"), args...)
 	cmd.Env = ctlEnv(env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
@@ -125,7 +103,7 @@ type proc struct {
 func startCtl(t *testing.T, args ...string) *proc {
 	t.Helper()
 	skipShort(t)
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(bins.Path("hulyctl"), args...)
 	cmd.Env = ctlEnv()
 	cmd.WaitDelay = 5 * time.Second
 	p := &proc{cmd: cmd, lines: make(chan string, 1024), stderr: &testutil.SyncBuffer{}, done: make(chan error, 1)}

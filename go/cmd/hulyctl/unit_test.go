@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
+	"github.com/huly-net/huly-net/go/internal/testutil"
 	"github.com/huly-net/huly-net/go/network"
 )
 
@@ -50,4 +53,15 @@ func TestRunUsageError(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Equal(t, "hulyctl: flag needs an argument: --uuid (see 'hulyctl get --help')\n", stderr.String())
 	assert.Empty(t, stdout.String())
+}
+
+func TestBenchProgressOnStderr(t *testing.T) {
+	var stderr testutil.SyncBuffer
+	a := &app{stderr: &stderr}
+	var done atomic.Int64
+	done.Store(42)
+	stop := a.benchProgress(time.Millisecond, time.Now(), 100, &done)
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), "42 of 100 requests") }, waitFor, time.Millisecond)
+	stop()
+	assert.Regexp(t, `^bench: \S+, 42 of 100 requests \(\d+/s\)\n`, stderr.String())
 }

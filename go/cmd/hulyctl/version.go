@@ -16,9 +16,9 @@ func (a *app) versionCommand() *cobra.Command {
 		Args:  exactArgs(0),
 		RunE: action(func(*cobra.Command, []string) error {
 			if a.json {
-				return a.printJSON(map[string]string{"version": version.Version, "go": runtime.Version()})
+				return a.printJSON(map[string]string{"version": version.String(), "go": runtime.Version()})
 			}
-			_, err := fmt.Fprintf(a.stdout, "hulyctl %s (%s)\n", version.Version, runtime.Version())
+			_, err := fmt.Fprintf(a.stdout, "hulyctl %s (%s)\n", version.String(), runtime.Version())
 			if err != nil {
 				return fmt.Errorf("write output: %w", err)
 			}

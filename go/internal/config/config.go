@@ -68,39 +68,72 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Loader binds a configuration struct to a flag set.
 type Loader struct {
-	fs     *flag.FlagSet
-	cfg    any
-	fields map[string]reflect.Value // key → field
-	file   string
-	set    map[string]string // flags given on the command line: key → raw value
-	lists  map[string][]string
+	fs        *flag.FlagSet
+	cfg       any
+	fields    map[string]field // key → field, in the order of the struct
+	keys      []string
+	file      string
+	fileFixed bool
+	set       map[string]string // flags given on the command line: key → raw value
+	lists     map[string][]string
+}
+
+// field is one configuration key.
+type field struct {
+	v       reflect.Value
+	flag    string // "" when file-only
+	usage   string
+	named   namedField
+	inherit bool
 }
 
 // New registers a flag for every field of *cfg on fs, plus --config.
-// cfg must point to a struct already holding the defaults.
+// cfg must point to a struct already holding the defaults. Embedded
+// structs contribute their fields as if they were declared in place.
 func New(fs *flag.FlagSet, cfg any) *Loader {
-	l := &Loader{fs: fs, cfg: cfg, fields: map[string]reflect.Value{}, set: map[string]string{}, lists: map[string][]string{}}
+	l := &Loader{fs: fs, cfg: cfg, fields: map[string]field{}, set: map[string]string{}, lists: map[string][]string{}}
 	fs.StringVar(&l.file, "config", "", "JSON configuration `file` (keys as the flags, with underscores)")
-	v := reflect.ValueOf(cfg).Elem()
+	l.collect(reflect.ValueOf(cfg).Elem())
+	for _, key := range l.keys {
+		f := l.fields[key]
+		if f.flag == "" {
+			continue
+		}
+		def := ""
+		if f.named == nil && !f.v.IsZero() {
+			def = fmt.Sprint(f.v.Interface())
+		}
+		list := f.v.Kind() == reflect.Slice || f.named != nil
+		fs.Var(&rawFlag{l: l, key: key, def: def, list: list}, f.flag, f.usage)
+	}
+	return l
+}
+
+func (l *Loader) collect(v reflect.Value) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		key := jsonKey(f)
+		sf := t.Field(i)
+		if sf.Anonymous && sf.Type.Kind() == reflect.Struct && sf.Tag.Get("json") == "" {
+			l.collect(v.Field(i))
+			continue
+		}
+		key := jsonKey(sf)
 		if key == "" {
 			continue
 		}
-		l.fields[key] = v.Field(i)
-		if f.Tag.Get("flag") == "-" {
-			continue
+		f := field{v: v.Field(i), usage: sf.Tag.Get("usage"), inherit: sf.Tag.Get("inherit") == "true"}
+		f.named, _ = f.v.Addr().Interface().(namedField)
+		switch name := sf.Tag.Get("flag"); {
+		case name == "-":
+		case f.named != nil && !f.named.flaggable():
+		case name != "":
+			f.flag = name
+		default:
+			f.flag = strings.ReplaceAll(key, "_", "-")
 		}
-		name := strings.ReplaceAll(key, "_", "-")
-		def := ""
-		if fv := v.Field(i); !fv.IsZero() {
-			def = fmt.Sprint(fv.Interface())
-		}
-		fs.Var(&rawFlag{l: l, key: key, def: def, list: f.Type.Kind() == reflect.Slice}, name, f.Tag.Get("usage"))
+		l.fields[key] = f
+		l.keys = append(l.keys, key)
 	}
-	return l
 }
 
 func jsonKey(f reflect.StructField) string {
@@ -113,6 +146,42 @@ func jsonKey(f reflect.StructField) string {
 		return ""
 	}
 	return name
+}
+
+// jsonFields maps the json keys of the struct *v to its fields' addresses.
+func jsonFields(v any) map[string]any {
+	out := map[string]any{}
+	var walk func(rv reflect.Value)
+	walk = func(rv reflect.Value) {
+		t := rv.Type()
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			if sf.Anonymous && sf.Type.Kind() == reflect.Struct && sf.Tag.Get("json") == "" {
+				walk(rv.Field(i))
+				continue
+			}
+			if key := jsonKey(sf); key != "" {
+				out[key] = rv.Field(i).Addr().Interface()
+			}
+		}
+	}
+	walk(reflect.ValueOf(v).Elem())
+	return out
+}
+
+// fieldSetters maps the json keys of *v to functions that set the field
+// from a value of the same type.
+func fieldSetters(v any) map[string]func(any) {
+	out := map[string]func(any){}
+	for key, p := range jsonFields(v) {
+		fv := reflect.ValueOf(p).Elem()
+		out[key] = func(x any) {
+			if xv := reflect.ValueOf(x); xv.Type() == fv.Type() {
+				fv.Set(xv)
+			}
+		}
+	}
+	return out
 }
 
 // rawFlag records what was given; values are applied after the file.
@@ -131,12 +200,19 @@ func (r *rawFlag) String() string {
 }
 
 func (r *rawFlag) Set(s string) error {
+	f := r.l.fields[r.key]
+	if f.named != nil {
+		// Check the value now so that flag reports the bad flag itself.
+		probe := reflect.New(f.v.Type()).Interface().(namedField)
+		if err := probe.setSpec(s); err != nil {
+			return err
+		}
+	}
 	if r.list {
 		r.l.lists[r.key] = append(r.l.lists[r.key], s)
 		return nil
 	}
-	// Check the value now so that flag reports the bad flag itself.
-	probe := reflect.New(r.l.fields[r.key].Type()).Elem()
+	probe := reflect.New(f.v.Type()).Elem()
 	if err := setValue(probe, s); err != nil {
 		return err
 	}
@@ -145,49 +221,120 @@ func (r *rawFlag) Set(s string) error {
 }
 
 func (r *rawFlag) IsBoolFlag() bool {
-	return r.l.fields[r.key].Kind() == reflect.Bool
+	return r.l.fields[r.key].v.Kind() == reflect.Bool
 }
 
-// Load parses args, then applies the file, the flags and the environment
-// (getenv, usually os.Getenv) to the configuration.
+// Load parses args, then applies the file (--config, or HULY_CONFIG), the
+// flags and the environment (getenv, usually os.Getenv) to the
+// configuration.
 func (l *Loader) Load(args []string, getenv func(string) string) error {
 	if err := l.fs.Parse(args); err != nil {
 		return &Error{Source: "command line", Err: err}
 	}
+	return l.Apply(getenv)
+}
+
+// SetFile names the configuration file, overriding --config and HULY_CONFIG.
+func (l *Loader) SetFile(path string) {
+	l.file = path
+	l.fileFixed = true
+}
+
+// Apply is Load for a flag set that was parsed already.
+func (l *Loader) Apply(getenv func(string) string) error {
 	if l.fs.NArg() > 0 {
 		return &Error{Source: "command line", Err: fmt.Errorf("unexpected argument %q", l.fs.Arg(0))}
+	}
+	if env := getenv("HULY_CONFIG"); env != "" && !l.fileFixed {
+		l.file = env
 	}
 	if l.file != "" {
 		if err := l.loadFile(l.file); err != nil {
 			return err
 		}
 	}
-	for key, raw := range l.set {
-		if err := setValue(l.fields[key], raw); err != nil {
-			return &Error{Source: "flag --" + strings.ReplaceAll(key, "_", "-"), Err: err}
+	for _, key := range l.keys {
+		f := l.fields[key]
+		if raw, ok := l.set[key]; ok {
+			if err := setValue(f.v, raw); err != nil {
+				return &Error{Source: "flag --" + f.flag, Err: err}
+			}
+		}
+		vals, ok := l.lists[key]
+		switch {
+		case !ok:
+		case f.named != nil:
+			for _, s := range vals {
+				if err := f.named.setSpec(s); err != nil {
+					return &Error{Source: "flag --" + f.flag, Err: fmt.Errorf("%q: %w", s, err)}
+				}
+			}
+		default:
+			f.v.Set(reflect.ValueOf(append([]string(nil), vals...)))
 		}
 	}
-	for key, vals := range l.lists {
-		l.fields[key].Set(reflect.ValueOf(append([]string(nil), vals...)))
-	}
-	for key, field := range l.fields {
-		env := "HULY_" + strings.ToUpper(key)
+	for _, key := range l.keys {
+		f := l.fields[key]
+		env := EnvName(key)
 		raw := getenv(env)
-		if raw == "" {
-			continue
+		switch {
+		case raw == "" || (f.flag == "" && f.named == nil):
+		case f.named != nil:
+			if !f.named.flaggable() {
+				continue
+			}
+			for _, s := range strings.Split(raw, ";") {
+				if s = strings.TrimSpace(s); s == "" {
+					continue
+				}
+				if err := f.named.setSpec(s); err != nil {
+					return &Error{Source: env, Err: fmt.Errorf("entry %q: %w", s, err)}
+				}
+			}
+		case f.v.Kind() == reflect.Slice:
+			f.v.Set(reflect.ValueOf(splitList(raw)))
+		default:
+			if err := setValue(f.v, raw); err != nil {
+				return &Error{Source: env, Err: err}
+			}
 		}
-		if field.Kind() == reflect.Slice {
-			field.Set(reflect.ValueOf(splitList(raw)))
-			continue
-		}
-		if err := setValue(field, raw); err != nil {
-			return &Error{Source: env, Err: err}
+	}
+	top := map[string]func() any{}
+	for key, f := range l.fields {
+		top[key] = f.v.Interface
+	}
+	for _, f := range l.fields {
+		if f.inherit && f.named != nil {
+			f.named.inherit(top)
 		}
 	}
 	return nil
 }
 
-// File is the --config path given, if any.
+// EnvName is the environment variable of a key: HULY_ and the key in upper case.
+func EnvName(key string) string { return "HULY_" + strings.ToUpper(key) }
+
+// EnvVars lists the environment variables the configuration reads, with
+// their usage text, in the order of the struct.
+func (l *Loader) EnvVars() [][2]string {
+	out := [][2]string{{"HULY_CONFIG", "the configuration file, as --config"}}
+	for _, key := range l.keys {
+		f := l.fields[key]
+		switch {
+		case f.named != nil && f.named.flaggable():
+			out = append(out, [2]string{EnvName(key), f.usage + " (entries separated by ;)"})
+		case f.flag != "":
+			u := f.usage
+			if f.v.Kind() == reflect.Slice {
+				u += " (comma separated)"
+			}
+			out = append(out, [2]string{EnvName(key), u})
+		}
+	}
+	return out
+}
+
+// File is the configuration file given, if any.
 func (l *Loader) File() string { return l.file }
 
 // Given reports whether the flag for key was set on the command line.
@@ -198,30 +345,41 @@ func (l *Loader) Given(key string) bool {
 }
 
 func (l *Loader) loadFile(path string) error {
+	src := "--config " + path
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return &Error{Source: "--config " + path, Err: err}
+		return &Error{Source: src, Err: err}
 	}
 	// Decode key by key, so that every error names the key it is about.
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
-		return &Error{Source: "--config " + path, Err: describeJSONError(data, err)}
+	top, order, err := ObjectInOrder(data)
+	if err != nil {
+		return fileError(src, err)
 	}
-	for key, raw := range top {
-		field, ok := l.fields[key]
+	for _, key := range order {
+		f, ok := l.fields[key]
 		if !ok {
-			return &Error{Source: "--config " + path, Err: fmt.Errorf("unknown key %q", key)}
+			return &Error{Source: src, Key: key, Err: fmt.Errorf("unknown key %q (known: %s)", key, strings.Join(l.keys, ", "))}
 		}
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(field.Addr().Interface()); err != nil {
-			return &Error{Source: "--config " + path, Key: key, Err: describeJSONError(raw, err)}
+		if err := decodeValue(top[key], f.v.Addr().Interface()); err != nil {
+			return fileError(src, prefixPath(key, err))
 		}
 	}
 	return nil
 }
 
+func fileError(src string, err error) error {
+	var pe *PathError
+	if errors.As(err, &pe) {
+		return &Error{Source: src, Key: pe.Path, Err: pe.Err}
+	}
+	return &Error{Source: src, Err: err}
+}
+
 func describeJSONError(data []byte, err error) error {
+	var pe *PathError
+	if errors.As(err, &pe) {
+		return err
+	}
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
 		line := 1 + bytes.Count(data[:syn.Offset], []byte("\n"))
@@ -230,14 +388,34 @@ func describeJSONError(data []byte, err error) error {
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
 		if typ.Field != "" {
-			return fmt.Errorf("%s: want %s, got JSON %s", typ.Field, typ.Type, typ.Value)
+			return &PathError{Path: typ.Field, Err: fmt.Errorf("want %s, got JSON %s", typeWord(typ.Type), typ.Value)}
 		}
-		return fmt.Errorf("want %s, got JSON %s", typ.Type, typ.Value)
+		return fmt.Errorf("want %s, got JSON %s", typeWord(typ.Type), typ.Value)
 	}
-	if strings.HasPrefix(err.Error(), "json: unknown field ") {
-		return fmt.Errorf("unknown key %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Errorf("unknown key %s", f)
 	}
 	return err
+}
+
+// typeWord names a Go type the way a configuration's author thinks of it.
+func typeWord(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return t.String()
 }
 
 func splitList(s string) []string {

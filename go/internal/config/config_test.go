@@ -48,10 +48,10 @@ func TestDefaults(t *testing.T) {
 
 func TestPrecedenceFileFlagsEnv(t *testing.T) {
 	file := writeFile(t, `{"listen":"tcp://127.0.0.1:1","alive_timeout":"7s","max_frame_size":10,"labels":["a"],"kinds":{"x":"y"}}`)
-	cfg, err := load(t, []string{"--config", file, "--alive-timeout", "9s", "--label-free-check=false"}, nil)
+	_, err := load(t, []string{"--config", file, "--alive-timeout", "9s", "--label-free-check=false"}, nil)
 	require.Error(t, err, "unknown flags are errors")
 
-	cfg, err = load(t, []string{"--config", file, "--alive-timeout", "9s", "--labels", "b", "--labels", "c", "--verbose"}, map[string]string{"HULY_MAX_FRAME_SIZE": "20"})
+	cfg, err := load(t, []string{"--config", file, "--alive-timeout", "9s", "--labels", "b", "--labels", "c", "--verbose"}, map[string]string{"HULY_MAX_FRAME_SIZE": "20"})
 	require.NoError(t, err)
 	assert.Equal(t, "tcp://127.0.0.1:1", cfg.Listen, "from the file")
 	assert.Equal(t, 9*time.Second, cfg.Timeout.D(), "flag over file")

@@ -26,6 +26,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -95,12 +96,37 @@ func Formatter(format string) (logrus.Formatter, error) {
 	case FormatText:
 		return textFormatter(), nil
 	case FormatJSON:
-		return &logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000000Z07:00"}, nil
+		return &JSONFormatter{inner: logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000000Z07:00"}}, nil
 	case FormatJournal:
 		return NewJournalFormatter(), nil
 	default:
 		return nil, fmt.Errorf("invalid log format %q (want one of %s)", format, strings.Join(Formats, ", "))
 	}
+}
+
+// JSONFormatter is logrus' JSON formatter with durations written as Go
+// duration strings ("1.5s") rather than integer nanoseconds, as the text
+// formats show them.
+type JSONFormatter struct {
+	inner logrus.JSONFormatter
+}
+
+// Format implements logrus.Formatter.
+func (f *JSONFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	for _, v := range e.Data {
+		if _, ok := v.(time.Duration); ok {
+			c := *e // the entry is the caller's: change a copy
+			c.Data = make(logrus.Fields, len(e.Data))
+			for k, v := range e.Data {
+				if d, ok := v.(time.Duration); ok {
+					v = d.String()
+				}
+				c.Data[k] = v
+			}
+			return f.inner.Format(&c)
+		}
+	}
+	return f.inner.Format(e)
 }
 
 func textFormatter() *logrus.TextFormatter {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/assert"
@@ -90,4 +91,17 @@ func TestPriority(t *testing.T) {
 	assert.Equal(t, 4, Priority(logrus.WarnLevel))
 	assert.Equal(t, 6, Priority(logrus.InfoLevel))
 	assert.Equal(t, 7, Priority(logrus.TraceLevel))
+}
+
+func TestJSONDurationsAreStrings(t *testing.T) {
+	f, err := Formatter(FormatJSON)
+	require.NoError(t, err)
+	e := logrus.NewEntry(logrus.New()).WithFields(logrus.Fields{"timeout": 1500 * time.Millisecond, "n": 3})
+	out, err := f.Format(e)
+	require.NoError(t, err)
+	var obj map[string]any
+	require.NoError(t, json.Unmarshal(out, &obj))
+	assert.Equal(t, "1.5s", obj["timeout"])
+	assert.Equal(t, float64(3), obj["n"])
+	assert.Equal(t, 1500*time.Millisecond, e.Data["timeout"], "the caller's entry is unchanged")
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 )
 
 // BuildBinary builds the Go package in pkgDir (relative to the caller's
@@ -14,9 +13,13 @@ import (
 // -short (the Nix build's check phase runs -short with cgo off).
 func BuildBinary(pkgDir, dir, name string) (string, error) {
 	out := filepath.Join(dir, name)
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
+	// The go command that runs the tests sets GOROOT for them; use its
+	// toolchain rather than whichever go comes first in PATH.
+	goTool := "go"
+	if root := os.Getenv("GOROOT"); root != "" {
+		if p := filepath.Join(root, "bin", "go"); fileExists(p) {
+			goTool = p
+		}
 	}
 	args := []string{"build", "-o", out}
 	if RaceEnabled {
@@ -27,4 +30,9 @@ func BuildBinary(pkgDir, dir, name string) (string, error) {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkgDir, err, msg)
 	}
 	return out, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

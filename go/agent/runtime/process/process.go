@@ -466,6 +466,6 @@ func (l *lineLogger) flush() {
 
 func (l *lineLogger) emit(line []byte) {
 	if line = bytes.TrimRight(line, "\r"); len(line) > 0 {
-		l.log.Info(string(line))
+		logAt(childEntry(l.log, line))
 	}
 }

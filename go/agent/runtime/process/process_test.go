@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
-	"fmt"
 	"os"
 	"sync"
 	"syscall"
@@ -26,34 +24,15 @@ import (
 
 const waitFor = clienttest.WaitFor
 
-var echoBin string
+var bins testutil.Binaries
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if !testing.Short() {
-		dir, err := os.MkdirTemp("", "hn-proc")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		echoBin, err = testutil.BuildBinary("../../../examples/echo-container", dir, "echo-container")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			_ = os.RemoveAll(dir)
-			os.Exit(1)
-		}
-		code := m.Run()
-		_ = os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	os.Exit(m.Run())
+	os.Exit(testutil.BuildMain(m, &bins, map[string]string{"echo-container": "../../../examples/echo-container"}))
 }
 
 func needBinary(t *testing.T) {
 	t.Helper()
-	if testing.Short() || echoBin == "" {
-		t.Skip("runs child processes: skipped under -short")
-	}
+	bins.Need(t)
 }
 
 type rig struct {
@@ -68,7 +47,7 @@ type rig struct {
 func startRig(t *testing.T, mod func(*runtime.Spec)) *rig {
 	t.Helper()
 	needBinary(t)
-	spec := runtime.Spec{Kind: "echo", Command: echoBin, StopTimeout: 2 * time.Second, RestartBackoff: 20 * time.Millisecond}
+	spec := runtime.Spec{Kind: "echo", Command: bins.Path("echo-container"), StopTimeout: 2 * time.Second, RestartBackoff: 20 * time.Millisecond}
 	if mod != nil {
 		mod(&spec)
 	}
@@ -332,7 +311,7 @@ func TestMaxInstances(t *testing.T) {
 	needBinary(t)
 	reg := &runtime.Registry{}
 	rt, err := process.New(process.Options{
-		Spec:     runtime.Spec{Kind: "echo", Command: echoBin, MaxInstances: 1},
+		Spec:     runtime.Spec{Kind: "echo", Command: bins.Path("echo-container"), MaxInstances: 1},
 		Registry: reg, Logger: clienttest.Quiet(), NotifyDir: testutil.ShortTempDir(t),
 	})
 	require.NoError(t, err)

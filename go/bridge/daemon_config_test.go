@@ -1,4 +1,4 @@
-package main
+package bridge
 
 import (
 	"io"
@@ -11,18 +11,25 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/huly-net/huly-net/go/bridge"
+	"github.com/huly-net/huly-net/go/internal/daemon"
 	"github.com/huly-net/huly-net/go/internal/testutil"
 )
 
-func parse(t *testing.T, args []string, env map[string]string) (*settings, error) {
+type loaded struct {
+	*Config
+	Forwards []Forward
+}
+
+func parse(t *testing.T, args []string, env map[string]string) (loaded, error) {
 	t.Helper()
-	return parseSettings(args, func(k string) string { return env[k] }, io.Discard)
+	cmd := daemon.Command[*Config]{Name: "huly-bridge", Defaults: DefaultConfig}
+	cfg, _, err := cmd.Load(args, func(k string) string { return env[k] }, io.Discard)
+	return loaded{Config: cfg, Forwards: cfg.ForwardList()}, err
 }
 
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "bridge.json")
+	p := filepath.Join(t.TempDir(), "json")
 	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
 	return p
 }
@@ -34,12 +41,12 @@ func TestExampleConfig(t *testing.T) {
 	s, err := parse(t, []string{"--config", writeConfig(t, exampleConfig)}, nil)
 	require.NoError(t, err)
 	require.Len(t, s.Forwards, 1)
-	assert.Equal(t, bridge.Forward{
+	assert.Equal(t, Forward{
 		Name: "NAME", Listen: "tcp:127.0.0.1:8080", Target: "tcp:127.0.0.1:9000",
 		MaxConnections: 1024, IdleTimeout: 5 * time.Minute, DialTimeout: 5 * time.Second,
-		DialRetries: 5, DialBackoff: bridge.DefaultDialBackoff,
+		DialRetries: 5, DialBackoff: DefaultDialBackoff,
 	}, s.Forwards[0])
-	assert.Equal(t, 10*time.Second, s.DrainTimeout)
+	assert.Equal(t, 10*time.Second, s.DrainTimeout.D())
 	assert.Equal(t, "info", s.LogLevel)
 	assert.Equal(t, "auto", s.LogFormat)
 	assert.Empty(t, s.MetricsListen)
@@ -49,10 +56,10 @@ func TestDefaultsFromFlagsOnly(t *testing.T) {
 	s, err := parse(t, []string{"--forward", "a=tcp:127.0.0.1:1,tcp:127.0.0.1:2", "--forward", "b=,unix:/run/x.sock"}, nil)
 	require.NoError(t, err)
 	require.Len(t, s.Forwards, 2)
-	assert.Equal(t, bridge.Forward{Name: "a", Listen: "tcp:127.0.0.1:1", Target: "tcp:127.0.0.1:2",
+	assert.Equal(t, Forward{Name: "a", Listen: "tcp:127.0.0.1:1", Target: "tcp:127.0.0.1:2",
 		MaxConnections: 4096, DialTimeout: 5 * time.Second, DialRetries: 5, DialBackoff: 100 * time.Millisecond}, s.Forwards[0])
 	assert.Equal(t, "", s.Forwards[1].Listen, "socket-activated")
-	assert.Equal(t, bridge.DefaultDrainTimeout, s.DrainTimeout)
+	assert.Equal(t, DefaultDrainTimeout, s.DrainTimeout.D())
 }
 
 func TestPrecedence(t *testing.T) {
@@ -77,7 +84,7 @@ func TestPrecedence(t *testing.T) {
 	assert.Equal(t, 20, db.MaxConnections, "environment over file")
 	assert.Equal(t, "tcp:127.0.0.1:5", db.Listen, "--forward replaces the file's forward of the same name")
 	assert.Equal(t, "error", s.LogLevel, "environment over flag")
-	assert.Equal(t, 4*time.Second, s.DrainTimeout, "flag over file")
+	assert.Equal(t, 4*time.Second, s.DrainTimeout.D(), "flag over file")
 	assert.Equal(t, "tcp:127.0.0.1:9200", s.MetricsListen)
 
 	s, err = parse(t, nil, map[string]string{"HULY_CONFIG": file, "HULY_FORWARDS": "x=tcp:127.0.0.1:7,tcp:127.0.0.1:8; web=,tcp:127.0.0.1:9"})
@@ -110,14 +117,14 @@ func TestBadConfigurationNamesTheProblem(t *testing.T) {
 		{name: "bad log format flag", args: []string{"--log-format", "xml", "--forward", "a=tcp:127.0.0.1:1,tcp:127.0.0.1:2"}, want: []string{"log_format", `"xml"`}},
 		{name: "bad metrics", args: []string{"--metrics-listen", "unix:/x", "--forward", "a=tcp:127.0.0.1:1,tcp:127.0.0.1:2"}, want: []string{"metrics_listen"}},
 		{name: "negative drain", args: []string{"--drain-timeout", "-1s", "--forward", "a=tcp:127.0.0.1:1,tcp:127.0.0.1:2"}, want: []string{"drain_timeout -1s"}},
-		{name: "bad forward flag", args: []string{"--forward", "a=tcp:127.0.0.1:1"}, want: []string{`--forward "a=tcp:127.0.0.1:1"`}},
+		{name: "bad forward flag", args: []string{"--forward", "a=tcp:127.0.0.1:1"}, want: []string{`invalid value "a=tcp:127.0.0.1:1" for flag -forward`}},
 		{name: "unknown flag", args: []string{"--listen", "x"}, want: []string{"flag provided but not defined: -listen"}},
 		{name: "positional", args: []string{"a=b,c"}, want: []string{`unexpected argument "a=b,c"`}},
 		{name: "no forwards", args: nil, want: []string{"no forwards"}},
 		{name: "bad env int", args: []string{"--forward", "a=tcp:127.0.0.1:1,tcp:127.0.0.1:2"}, env: map[string]string{"HULY_DIAL_RETRIES": "many"}, want: []string{"HULY_DIAL_RETRIES"}},
 		{name: "bad env duration", args: []string{"--forward", "a=tcp:127.0.0.1:1,tcp:127.0.0.1:2"}, env: map[string]string{"HULY_IDLE_TIMEOUT": "soon"}, want: []string{"HULY_IDLE_TIMEOUT"}},
-		{name: "bad env forwards", env: map[string]string{"HULY_FORWARDS": "nonsense"}, want: []string{"HULY_FORWARDS entry \"nonsense\""}},
-		{name: "missing file", args: []string{"--config", "/nonexistent/bridge.json"}, want: []string{"--config", "no such file"}},
+		{name: "bad env forwards", env: map[string]string{"HULY_FORWARDS": "nonsense"}, want: []string{`HULY_FORWARDS: entry "nonsense"`}},
+		{name: "missing file", args: []string{"--config", "/nonexistent/json"}, want: []string{"--config", "no such file"}},
 		{name: "negative retries", args: []string{"--dial-retries", "-2", "--forward", "a=tcp:127.0.0.1:1,tcp:127.0.0.1:2"}, want: []string{"dial_retries -2"}},
 	}
 	for _, tc := range cases {
@@ -128,8 +135,6 @@ func TestBadConfigurationNamesTheProblem(t *testing.T) {
 			}
 			_, err := parse(t, args, tc.env)
 			require.Error(t, err)
-			var ue usageError
-			assert.ErrorAs(t, err, &ue, "configuration errors exit with status 2")
 			for _, w := range tc.want {
 				assert.Contains(t, err.Error(), w)
 			}
@@ -139,22 +144,22 @@ func TestBadConfigurationNamesTheProblem(t *testing.T) {
 
 func TestAssignListeners(t *testing.T) {
 	a, b := testutil.ListenTCP(t), testutil.ListenTCP(t)
-	fws := []bridge.Forward{{Name: "web", Target: "tcp:127.0.0.1:1"}, {Name: "db", Listen: "tcp:127.0.0.1:0", Target: "tcp:127.0.0.1:2"}}
+	fws := []Forward{{Name: "web", Target: "tcp:127.0.0.1:1"}, {Name: "db", Listen: "tcp:127.0.0.1:0", Target: "tcp:127.0.0.1:2"}}
 
-	got, err := assignListeners(fws, map[string][]net.Listener{"web": {a, b}})
+	got, err := AssignListeners(fws, map[string][]net.Listener{"web": {a, b}})
 	require.NoError(t, err)
 	assert.Equal(t, map[string][]net.Listener{"web": {a, b}}, got, "all sockets of one name serve that forward")
 
-	got, err = assignListeners(fws, map[string][]net.Listener{"LISTEN_FD_3": {a}})
+	got, err = AssignListeners(fws, map[string][]net.Listener{"LISTEN_FD_3": {a}})
 	require.NoError(t, err)
 	assert.Equal(t, map[string][]net.Listener{"web": {a}}, got, "one unnamed socket for the one forward without listen")
 
-	_, err = assignListeners(fws, map[string][]net.Listener{"other": {a}})
+	_, err = AssignListeners(fws, map[string][]net.Listener{"other": {a}})
 	assert.ErrorContains(t, err, "other match no forward")
 
-	_, err = assignListeners(fws, nil)
+	_, err = AssignListeners(fws, nil)
 	assert.ErrorContains(t, err, "web: listen is required")
 
-	_, err = assignListeners(fws, map[string][]net.Listener{"LISTEN_FD_3": {a}, "LISTEN_FD_4": {b}})
+	_, err = AssignListeners(fws, map[string][]net.Listener{"LISTEN_FD_3": {a}, "LISTEN_FD_4": {b}})
 	assert.ErrorContains(t, err, "2 unnamed")
 }

@@ -1,9 +1,8 @@
-package main
+package agentd
 
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -62,11 +61,7 @@ func (k *builtKinds) close() {
 // the agent and declares its pinned containers.
 func buildKinds(ctx context.Context, cfg *Config, env kindEnv) (*builtKinds, error) {
 	out := &builtKinds{}
-	names := make([]string, 0, len(cfg.Kinds))
-	for n := range cfg.Kinds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := cfg.Kinds.Names()
 	refresh := env.agent.Refresh
 
 	var bus *transient.Bus
@@ -84,7 +79,7 @@ func buildKinds(ctx context.Context, cfg *Config, env kindEnv) (*builtKinds, err
 	}
 
 	for _, name := range names {
-		k := cfg.Kinds[name]
+		k := cfg.Kinds.Get(name)
 		spec := k.spec(name)
 		log := env.log.WithField("kind", name)
 		var f agent.Factory
