@@ -73,6 +73,10 @@ type Options struct {
 	EndpointServer backrpc.ServerOptions
 	// Logger defaults to a discarding logger.
 	Logger logrus.FieldLogger
+	// Capacity is how many containers of a kind the agent can hold (its
+	// max_instances), reported in the registration so that the network
+	// places no more there; kinds not listed have no limit.
+	Capacity map[string]int
 }
 
 type state int
@@ -432,6 +436,7 @@ func (a *Agent) registration() (network.AgentRegistration, uint64) {
 	if a.parsedRef.Kind != network.RefNoConnect {
 		reg.Endpoint = a.ref
 	}
+	reg.Capacity = a.opts.Capacity
 	now := time.Now()
 	for _, e := range a.entries {
 		if e.stateless && !e.failedAt.IsZero() && now.Sub(e.failedAt) < a.opts.StandbyCheck {

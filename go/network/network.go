@@ -63,6 +63,8 @@ type Options struct {
 	Arrivals func() uint64
 	// Logger defaults to logrus's standard logger.
 	Logger logrus.FieldLogger
+	// Limits per kind (limits.go); zero values: no limit.
+	Limits KindLimits
 }
 
 // ErrNoSuitableAgents matches (errors.Is) the error of a Get for a kind that
@@ -110,6 +112,11 @@ type agent struct {
 	// lastSeen is Unix nanoseconds; atomic so that ClientSeen, which runs
 	// for every message, needs only the read lock.
 	lastSeen atomic.Int64
+	// placement state (placement.go): containers per kind, the capacity
+	// the agent reported per kind, and whether an operator drained it.
+	kindCount map[string]int
+	capacity  map[string]int
+	drained   bool
 }
 
 type container struct {
@@ -179,6 +186,8 @@ type Network struct {
 	pendingByKind map[string][]*pending
 	pendingCount  int
 	events        eventBatch
+	// limits per kind and routed requests in flight per kind (limits.go).
+	limits kindLimiter
 }
 
 // New returns an empty network.
@@ -213,6 +222,7 @@ func New(opts Options) *Network {
 	if n.log == nil {
 		n.log = logrus.StandardLogger()
 	}
+	n.limits.init(opts.Limits, n.log)
 	if n.aliveTimeout <= 0 {
 		n.aliveTimeout = DefaultAliveTimeout
 	}
@@ -289,6 +299,7 @@ func (n *Network) RegisterAgentArrived(clientID ClientID, reg AgentRegistration,
 	a.host = clientID
 	a.endpoint = reg.Endpoint
 	a.kinds = kinds
+	a.capacity = kindCapacity(kinds, reg.Capacity)
 	a.lastSeen.Store(now.UnixNano())
 	h := n.hosted[clientID]
 	if h == nil {
@@ -525,10 +536,14 @@ func (n *Network) indexKindLocked(c *container) {
 		n.byKind[c.rec.Kind] = m
 	}
 	m[c.rec.UUID] = c
+	c.agent.countKind(c.rec.Kind, 1)
 }
 
 func (n *Network) unindexKindLocked(c *container) {
 	if m := n.byKind[c.rec.Kind]; m != nil {
+		if _, ok := m[c.rec.UUID]; ok {
+			c.agent.countKind(c.rec.Kind, -1)
+		}
 		delete(m, c.rec.UUID)
 		if len(m) == 0 {
 			delete(n.byKind, c.rec.Kind)
@@ -620,7 +635,7 @@ func (n *Network) releaseLocked(cl *client, uuid ContainerUUID) {
 // container of that uuid is returned, else a pending start of that uuid and
 // kind is joined; without one, a pending start of the kind whose labels
 // include the requested ones is joined. Otherwise an agent offering the kind
-// is chosen round-robin and asked (back-request gg, without holding the
+// is chosen by load (pickAgentLocked, placement.go) and asked (back-request gg, without holding the
 // lock). The client holds a reference to the result until Release or
 // ClientGone. The error for a kind nobody offers is the reference's text,
 // "No suitable agents found for container KIND" (errors.Is
@@ -663,8 +678,11 @@ func (n *Network) getOnce(ctx context.Context, clientID ClientID, kind string, o
 		n.mu.Unlock()
 		return "", "", false, &noAgentsError{kind: kind}
 	}
-	a := list[n.rr[kind]%uint64(len(list))]
-	n.rr[kind]++
+	a, err := n.pickAgentLocked(kind, list)
+	if err != nil {
+		n.mu.Unlock()
+		return "", "", false, err
+	}
 	p := &pending{kind: kind, opts: opts, agent: a.id, done: make(chan struct{})}
 	n.indexPendingLocked(p)
 	to := AgentTarget{Client: a.host, Agent: a.id}
@@ -820,6 +838,13 @@ func (n *Network) join(ctx context.Context, cl *client, p *pending) (ContainerUU
 // reference's text "Container UUID not found" (errors.Is
 // ErrContainerNotFound).
 func (n *Network) Route(ctx context.Context, uuid ContainerUUID, op string, data json.RawMessage) (json.RawMessage, error) {
+	if n.limits.requestsOn {
+		done, err := n.admitRoute(uuid)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+	}
 	to, ok := n.RouteTarget(uuid)
 	if !ok {
 		return nil, &notFoundError{uuid: uuid}

@@ -36,6 +36,8 @@ type Options struct {
 	Transport   transport.Options
 	Clock       network.Clock
 	Logger      logrus.FieldLogger
+	// KindLimits bound containers and routed requests per kind.
+	KindLimits network.KindLimits
 }
 
 func (o Options) withDefaults() Options {
@@ -92,6 +94,7 @@ func New(opts Options) *Server {
 		Caller:        caller{s},
 		Arrivals:      func() uint64 { return s.rpc.Arrivals() },
 		Logger:        opts.Logger,
+		Limits:        opts.KindLimits,
 	})
 	s.rpc = backrpc.NewServer(backrpc.ServerOptions{
 		AliveTimeout: opts.AliveTimeout,

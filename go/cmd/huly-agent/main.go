@@ -134,6 +134,7 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, log *lo
 		Labels:         cfg.Labels,
 		HealthInterval: healthInterval,
 		Logger:         log,
+		Capacity:       cfg.capacity(),
 	})
 	if err != nil {
 		return fmt.Errorf("start agent: %w", err)
