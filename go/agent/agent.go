@@ -37,6 +37,7 @@ const (
 	DefaultStandbyCheck     = 5 * time.Second
 	DefaultHealthInterval   = 10 * time.Second
 	DefaultTerminateTimeout = 10 * time.Second
+	DefaultDrainGrace       = 200 * time.Millisecond
 )
 
 // ErrClosed is returned by calls on a closed Agent.
@@ -73,6 +74,11 @@ type Options struct {
 	EndpointServer backrpc.ServerOptions
 	// Logger defaults to a discarding logger.
 	Logger logrus.FieldLogger
+	// DrainGrace is how long a closing agent, once unregistered, keeps
+	// serving what the network routed to it just before (a request the
+	// network sent while handling our au arrives after its answer);
+	// default 200 ms.
+	DrainGrace time.Duration
 	// Capacity is how many containers of a kind the agent can hold (its
 	// max_instances), reported in the registration so that the network
 	// places no more there; kinds not listed have no limit.
@@ -149,6 +155,8 @@ type Agent struct {
 	// would register the agent again on a client that no longer hosts
 	// it (and, pinged by that client, it would never time out).
 	regs sync.WaitGroup
+	// reqs counts the container requests being served (drain.go).
+	reqs requestTracker
 
 	mu        sync.Mutex
 	closed    bool
@@ -183,6 +191,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	if opts.TerminateTimeout <= 0 {
 		opts.TerminateTimeout = DefaultTerminateTimeout
+	}
+	if opts.DrainGrace <= 0 {
+		opts.DrainGrace = DefaultDrainGrace
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
@@ -780,9 +791,12 @@ func (a *Agent) checkHealth() {
 // unregisterTimeout bounds the au request of Close.
 const unregisterTimeout = 2 * time.Second
 
-// Close stops the agent: containers terminate, the agent is unregistered
-// (au) when the network is reachable, the endpoint server stops. Bounded by
-// ctx.
+// Close stops the agent, draining it first: it unregisters (au) when the
+// network is reachable, so that no new container is placed here and the
+// holders of its containers follow them elsewhere, while the requests
+// already sent here are still served; then it waits for the requests in
+// flight (at most TerminateTimeout), terminates the containers and stops
+// the endpoint server. Bounded by ctx.
 func (a *Agent) Close(ctx context.Context) error {
 	a.mu.Lock()
 	if a.closed {
@@ -793,13 +807,6 @@ func (a *Agent) Close(ctx context.Context) error {
 	if a.kickTimer != nil {
 		a.kickTimer.Stop()
 		a.kickTimer = nil
-	}
-	var running []Container
-	for _, e := range a.entries {
-		if e.c != nil {
-			running = append(running, e.c)
-		}
-		a.forgetLocked(e)
 	}
 	c := a.c
 	detach := a.detach
@@ -814,9 +821,24 @@ func (a *Agent) Close(ctx context.Context) error {
 	case <-regsDone:
 	case <-ctx.Done():
 	}
+	var errs []error
+	if err := a.unregister(ctx, c); err != nil {
+		errs = append(errs, err)
+	} else {
+		a.drainGrace(ctx)
+	}
+	a.mu.Lock()
+	var running []Container
+	for _, e := range a.entries {
+		if e.c != nil {
+			running = append(running, e.c)
+		}
+		a.forgetLocked(e)
+	}
+	a.mu.Unlock()
+	a.finishRequests(ctx)
 	a.cancel()
 
-	var errs []error
 	var wg sync.WaitGroup
 	var emu sync.Mutex
 	for _, ct := range running {
@@ -828,22 +850,6 @@ func (a *Agent) Close(ctx context.Context) error {
 			if err := ct.Terminate(tctx); err != nil {
 				emu.Lock()
 				errs = append(errs, fmt.Errorf("terminate container: %w", err))
-				emu.Unlock()
-			}
-		}()
-	}
-	if c != nil && c.Connected() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Unregistering is a courtesy: a network that does not
-			// answer drops the agent after its alive timeout anyway, so
-			// a frozen network must not hold the stop for long.
-			uctx, cancel := context.WithTimeout(ctx, unregisterTimeout)
-			defer cancel()
-			if _, err := c.Call(uctx, "au", map[string]string{"uuid": a.id}); err != nil {
-				emu.Lock()
-				errs = append(errs, fmt.Errorf("unregister agent %s: %w", a.id, err))
 				emu.Unlock()
 			}
 		}()

@@ -206,6 +206,8 @@ func (a *Agent) running(ctx context.Context, uuid string) (*entry, Container, er
 }
 
 func (a *Agent) request(ctx context.Context, uuid, clientID, op string, data json.RawMessage) (any, error) {
+	a.reqs.begin()
+	defer a.reqs.end()
 	_, c, err := a.running(ctx, uuid)
 	if err != nil {
 		return nil, err

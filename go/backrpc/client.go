@@ -60,6 +60,9 @@ type ClientOptions struct {
 	Transport transport.DealerOptions
 	// Logger defaults to a discarding logger.
 	Logger logrus.FieldLogger
+	// Capabilities are announced in hello (capabilities.go); none: the
+	// hello is byte for byte a TS 0.7 client's.
+	Capabilities []string
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -159,6 +162,9 @@ type Client struct {
 	id   string
 	addr string
 
+	// serverHello is what the last hello answer announced.
+	serverHello atomic.Pointer[HelloInfo]
+
 	hello     [][]byte
 	helloSent bool // the transport sends hello on every connection
 	pingMsg   [][]byte
@@ -231,7 +237,7 @@ func newClient(addr string, opts ClientOptions, h ClientHandler) *Client {
 		log:      opts.Logger.WithFields(logrus.Fields{"client_id": opts.ClientID, "endpoint": addr}),
 		id:       opts.ClientID,
 		addr:     addr,
-		hello:    EncodeClient(Message{Op: OpHello, ID: opts.ClientID, Payload: EncodeHelloPayload(opts.AliveTimeout)}),
+		hello:    EncodeClient(Message{Op: OpHello, ID: opts.ClientID, Payload: EncodeHelloInfo(HelloInfo{AliveTimeout: opts.AliveTimeout, Capabilities: opts.Capabilities})}),
 		pingMsg:  EncodeClient(Message{Op: OpPing}),
 		closeMsg: EncodeClient(Message{Op: OpClose}),
 		dialed:   make(chan struct{}),
@@ -517,6 +523,7 @@ func (c *Client) handleMessage(frames [][]byte) {
 	}
 	switch m.Op {
 	case OpHello:
+		c.setServerHello(m.Payload)
 		c.onHello(m.ID)
 	case OpAskHello:
 		// The server does not know us (restart or timeout): forget its id

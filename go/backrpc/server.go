@@ -57,6 +57,9 @@ type ServerOptions struct {
 	Transport transport.Options
 	// Logger defaults to a discarding logger.
 	Logger logrus.FieldLogger
+	// Capabilities are announced in the hello answer (capabilities.go);
+	// none: the answer's payload stays empty, as the reference's.
+	Capabilities []string
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -91,6 +94,9 @@ type ClientInfo struct {
 	ID           string           // the client id of its hello
 	Peer         transport.PeerID // its current routing id
 	AliveTimeout time.Duration    // from its hello, or the server default
+	// Capabilities the client announced in its last hello (sorted; nil
+	// for a TS 0.7 client).
+	Capabilities []string
 }
 
 // ServerHandler is what a Server calls. Every field is optional; without
@@ -486,11 +492,12 @@ func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 		s.byPeer[peer] = ss
 	}
 	ss.info.AliveTimeout = alive
+	ss.info.Capabilities = ParseHelloInfo(m.Payload).Capabilities
 	ss.lastSeen = now
 	info := ss.info
 	s.mu.Unlock()
 
-	s.send(peer, OpHello, string(s.id), nil)
+	s.send(peer, OpHello, string(s.id), s.helloAnswer(alive, info.Capabilities))
 	if replaced != nil && s.h.OnClientClosed != nil {
 		s.h.OnClientClosed(*replaced)
 	}

@@ -228,6 +228,7 @@ func (c *Client) rpcOptions(id string) backrpc.ClientOptions {
 		PingInterval: c.opts.pingInterval,
 		RetryTick:    c.opts.retryTick,
 		Logger:       c.opts.logger,
+		Capabilities: capabilities,
 	}
 }
 

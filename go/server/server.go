@@ -102,6 +102,7 @@ func New(opts Options) *Server {
 		MaxInflight:  opts.MaxInflight,
 		Transport:    opts.Transport,
 		Logger:       opts.Logger,
+		Capabilities: capabilities,
 	}, backrpc.ServerHandler{
 		HandleRequest: s.handle,
 		OnClientConnected: func(c backrpc.ClientInfo) {
@@ -261,6 +262,9 @@ func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string
 			return nil, err
 		}
 		return s.net.Route(ctx, uuid, op, data)
+	}
+	if res, ok, err := s.handleExtension(ctx, c, method, params); ok {
+		return res, err
 	}
 	return nil, errUnknownMethod(method)
 }

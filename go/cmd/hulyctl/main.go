@@ -165,6 +165,9 @@ which bounds each network call, and --json for machine-readable output.`,
 		a.serveEchoCommand(),
 		a.benchCommand(),
 		a.versionCommand(),
+		a.drainCommand(true),
+		a.drainCommand(false),
+		a.terminateCommand(),
 	)
 	return root
 }
