@@ -137,6 +137,9 @@ type Client struct {
 
 	events *queue[network.Event]
 
+	// sends in flight (send.go).
+	sends sendState
+
 	mu         sync.Mutex
 	closed     bool
 	refs       map[string]*ContainerRef // by current uuid
