@@ -157,6 +157,8 @@ type Agent struct {
 	regs sync.WaitGroup
 	// reqs counts the container requests being served (drain.go).
 	reqs requestTracker
+	// streams are the streamed answers being read (stream.go).
+	streams streams
 
 	mu        sync.Mutex
 	closed    bool
@@ -238,6 +240,7 @@ func (a *Agent) listen() error {
 	if so.Logger == nil {
 		so.Logger = a.opts.Logger
 	}
+	so.Capabilities = append(slices.Clone(so.Capabilities), backrpc.CapStream)
 	a.srv = backrpc.NewServer(so, backrpc.ServerHandler{
 		HandleRequest:   a.handleEndpoint,
 		OnClientClosed:  a.endpointClientGone,

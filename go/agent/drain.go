@@ -89,6 +89,11 @@ func (a *Agent) finishRequests(ctx context.Context) {
 	if left := a.reqs.waitIdle(wctx); left > 0 {
 		a.log.WithFields(logrus.Fields{"requests": left, "waited": time.Since(start)}).Warn("stopping with requests still in flight")
 	}
+	// Streams nobody finished reading end here: their producers see their
+	// context cancelled.
+	if err := a.streamRegistry().Close(wctx); err != nil {
+		a.log.WithError(err).Warn("stop streams")
+	}
 }
 
 // drainGrace keeps serving, for DrainGrace after the network answered our

@@ -10,7 +10,7 @@ import (
 
 // capabilities are what a Go client announces in its hello. Announcing
 // any makes a Go network server announce its own in the hello answer.
-var capabilities = []string{backrpc.CapOps}
+var capabilities = []string{backrpc.CapOps, backrpc.CapStream}
 
 // ErrNotSupported matches (errors.Is) a call to an extension the network
 // server did not announce (a TypeScript 0.7 server announces none).

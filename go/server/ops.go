@@ -9,6 +9,7 @@ import (
 
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/network"
+	"github.com/huly-net/huly-net/go/stream"
 )
 
 // Extension methods. Their names carry a prefix no TypeScript peer uses
@@ -23,7 +24,7 @@ const (
 )
 
 // capabilities are what the server announces in its hello answer.
-var capabilities = []string{backrpc.CapOps}
+var capabilities = []string{backrpc.CapOps, backrpc.CapStream}
 
 // TerminateResult answers MethodTerminate.
 type TerminateResult struct {
@@ -68,6 +69,9 @@ func (s *Server) handleExtension(ctx context.Context, c backrpc.ClientInfo, meth
 		return nonNil(s.net.AgentStates()), true, nil
 	case MethodKinds:
 		return nonNil(s.net.KindStats()), true, nil
+	case stream.MethodOpen, stream.MethodNext, stream.MethodCancel:
+		res, err := s.routeStream(ctx, method, params)
+		return res, true, err
 	}
 	return nil, false, nil
 }
