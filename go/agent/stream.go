@@ -76,14 +76,20 @@ func (a *Agent) handleStream(ctx context.Context, owner, method string, params j
 			_ = json.Unmarshal(p[3], &window) // absent or bad: the default
 		}
 		b, err := a.openStream(ctx, owner, uuid, op, data, window)
-		return b, true, err
+		if err != nil {
+			return nil, true, err
+		}
+		return b.Raw(), true, nil
 	case stream.MethodNext:
 		id, err := jsonsplit.String(p[1])
 		if err != nil {
 			return nil, true, fmt.Errorf("%s: stream id must be a string", method)
 		}
 		b, err := a.streamRegistry().Next(ctx, owner, id)
-		return b, true, err
+		if err != nil {
+			return nil, true, err
+		}
+		return b.Raw(), true, nil
 	default:
 		id, err := jsonsplit.String(p[1])
 		if err != nil {

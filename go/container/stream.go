@@ -98,14 +98,20 @@ func (ss *streamServer) handle(ctx context.Context, clientID, method string, par
 		b, err := ss.reg.Open(ctx, clientID, window, func(sctx context.Context, emit stream.Emitter) error {
 			return ss.impl.Stream(sctx, clientID, op, data, emit)
 		})
-		return b, true, err
+		if err != nil {
+			return nil, true, err
+		}
+		return b.Raw(), true, nil
 	case stream.MethodNext:
 		id, err := jsonsplit.String(p[1])
 		if err != nil {
 			return nil, true, fmt.Errorf("%s: stream id must be a string", method)
 		}
 		b, err := ss.reg.Next(ctx, clientID, id)
-		return b, true, err
+		if err != nil {
+			return nil, true, err
+		}
+		return b.Raw(), true, nil
 	default:
 		id, err := jsonsplit.String(p[1])
 		if err != nil {

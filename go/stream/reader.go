@@ -25,12 +25,21 @@ type Reader struct {
 	call Caller
 	uuid string
 	id   string
+	// ctx bounds the batch fetched ahead; it ends at Close.
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	buf    []json.RawMessage
-	end    bool
-	err    error
-	closed bool
+	mu      sync.Mutex
+	buf     []json.RawMessage
+	end     bool
+	err     error
+	closed  bool
+	pending chan fetched // the next batch, asked for ahead; nil when none
+}
+
+type fetched struct {
+	b   Batch
+	err error
 }
 
 // OpenReader opens a stream of op on container uuid over call (x.so) and
@@ -43,20 +52,49 @@ func OpenReader(ctx context.Context, call Caller, uuid, op string, data json.Raw
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{call: call, uuid: uuid}
 	b, err := decodeBatch(res)
 	if err != nil {
 		return nil, err
 	}
+	r := newReader(call, uuid)
 	r.id = b.ID
 	r.take(b)
+	r.mu.Lock()
+	r.prefetchLocked()
+	r.mu.Unlock()
 	return r, nil
+}
+
+func newReader(call Caller, uuid string) *Reader {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Reader{call: call, uuid: uuid, ctx: ctx, cancel: cancel}
+}
+
+// prefetchLocked asks for the next batch while the chunks at hand are
+// read, so that the producer refills its window meanwhile (one request
+// ahead at most: the window still bounds what is buffered).
+func (r *Reader) prefetchLocked() {
+	if r.end || r.closed || r.id == "" || r.pending != nil {
+		return
+	}
+	ch := make(chan fetched, 1)
+	r.pending = ch
+	go func() {
+		res, err := r.call(r.ctx, MethodNext, []any{r.uuid, r.id})
+		var b Batch
+		if err == nil {
+			b, err = decodeBatch(res)
+		}
+		ch <- fetched{b, err}
+	}()
 }
 
 // Single is a Reader over one result: what a stream is from a server that
 // does not stream (the result is its only chunk).
 func Single(res json.RawMessage) *Reader {
-	return &Reader{buf: []json.RawMessage{res}, end: true}
+	r := newReader(nil, "")
+	r.buf, r.end = []json.RawMessage{res}, true
+	return r
 }
 
 func decodeBatch(res json.RawMessage) (Batch, error) {
@@ -106,17 +144,21 @@ func (r *Reader) Next(ctx context.Context) (json.RawMessage, error) {
 			}
 			return nil, io.EOF
 		}
-		res, err := r.call(ctx, MethodNext, []any{r.uuid, r.id})
-		if err != nil {
+		r.prefetchLocked()
+		var f fetched
+		select {
+		case f = <-r.pending:
+			r.pending = nil
+		case <-ctx.Done():
 			r.cancelLocked()
-			return nil, fmt.Errorf("stream %s: %w", r.id, err)
+			return nil, fmt.Errorf("stream %s: %w", r.id, ctx.Err())
 		}
-		b, err := decodeBatch(res)
-		if err != nil {
+		if f.err != nil {
 			r.cancelLocked()
-			return nil, err
+			return nil, fmt.Errorf("stream %s: %w", r.id, f.err)
 		}
-		r.take(b)
+		r.take(f.b)
+		r.prefetchLocked()
 	}
 }
 
@@ -140,6 +182,7 @@ func (r *Reader) All(ctx context.Context) iter.Seq2[json.RawMessage, error] {
 // Close ends the reading; a stream not read to its end is cancelled (the
 // producer's context ends).
 func (r *Reader) Close() error {
+	r.cancel() // a Next waiting for a batch returns
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.closed {
@@ -150,6 +193,7 @@ func (r *Reader) Close() error {
 
 func (r *Reader) cancelLocked() {
 	r.closed = true
+	r.cancel()
 	if r.end || r.id == "" {
 		return
 	}

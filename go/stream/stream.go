@@ -58,6 +58,44 @@ type Batch struct {
 	Failed *Failure          `json:"failed,omitempty"`
 }
 
+// MarshalJSON writes the chunks as they are: each was encoded by Emit, so
+// it is valid, compact JSON already (encoding/json would check and compact
+// every one again).
+func (b Batch) MarshalJSON() ([]byte, error) {
+	size := 64 + len(b.ID)
+	for _, c := range b.Chunks {
+		size += len(c) + 1
+	}
+	out := make([]byte, 0, size)
+	out = append(out, '{')
+	if b.ID != "" {
+		out = append(out, `"id":`...)
+		id, _ := json.Marshal(b.ID)
+		out = append(out, id...)
+		out = append(out, ',')
+	}
+	out = append(out, `"chunks":[`...)
+	for i, c := range b.Chunks {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, c...)
+	}
+	out = append(out, ']')
+	if b.End {
+		out = append(out, `,"end":true`...)
+	}
+	if b.Failed != nil {
+		f, err := json.Marshal(b.Failed)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, `,"failed":`...)
+		out = append(out, f...)
+	}
+	return append(out, '}'), nil
+}
+
 // Failure is the error a stream ended with.
 type Failure struct {
 	Message string `json:"message"`
@@ -335,4 +373,15 @@ func (c *collector) Emit(_ context.Context, chunk any) error {
 	c.out = append(c.out, b)
 	c.size += len(b)
 	return nil
+}
+
+// Raw is the batch encoded, to answer as is (a json.RawMessage is sent
+// without being checked again).
+func (b Batch) Raw() json.RawMessage {
+	raw, err := b.MarshalJSON()
+	if err != nil {
+		// Only Failed can fail to encode, and a string cannot.
+		return json.RawMessage(`{"chunks":[],"end":true,"failed":{"message":"unencodable stream error"}}`)
+	}
+	return raw
 }
