@@ -256,3 +256,13 @@ func (n *Network) KindStats() []KindStat {
 	sort.Slice(out, func(i, j int) bool { return out[i].Kind < out[j].Kind })
 	return out
 }
+
+// AdmitRequest applies the request limit of the container's kind to a
+// routed call other than cs (a stream's open or next); done must be called
+// when it ends. Without request limits it costs nothing.
+func (n *Network) AdmitRequest(uuid ContainerUUID) (done func(), err error) {
+	if !n.limits.requestsOn {
+		return func() {}, nil
+	}
+	return n.admitRoute(uuid)
+}

@@ -24,6 +24,13 @@ func (s *Server) routeStream(ctx context.Context, method string, params json.Raw
 	if err != nil || uuid == "" {
 		return nil, fmt.Errorf("%s: container uuid must be a non-empty string", method)
 	}
+	if method != stream.MethodCancel {
+		done, err := s.net.AdmitRequest(network.ContainerUUID(uuid))
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+	}
 	to, ok := s.net.RouteTarget(network.ContainerUUID(uuid))
 	if !ok {
 		return nil, fmt.Errorf("Container %s not found", uuid) //nolint:staticcheck // the reference's wording, which clients match
