@@ -149,7 +149,7 @@ func (l *kindLimiter) warn(err *kindLimitError, fields logrus.Fields) {
 
 // admitContainerLocked refuses a new container of kind when the kind has
 // its maximum of containers, counting starts in flight.
-func (l *kindLimiter) admitContainerLocked(n *Network, kind string) error {
+func (l *kindLimiter) admitContainerLocked(n *Network, clientID ClientID, kind string) error {
 	max := l.limits.For(kind).MaxContainers
 	if max <= 0 {
 		return nil
@@ -159,7 +159,7 @@ func (l *kindLimiter) admitContainerLocked(n *Network, kind string) error {
 	}
 	l.counters(kind).rejectedGets.Add(1)
 	err := &kindLimitError{kind: kind, what: "containers", limit: max}
-	l.warn(err, logrus.Fields{})
+	l.warn(err, logrus.Fields{"client": clientID})
 	return err
 }
 

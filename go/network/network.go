@@ -678,7 +678,7 @@ func (n *Network) getOnce(ctx context.Context, clientID ClientID, kind string, o
 		n.mu.Unlock()
 		return "", "", false, &noAgentsError{kind: kind}
 	}
-	a, err := n.pickAgentLocked(kind, list)
+	a, err := n.pickAgentLocked(clientID, kind, list)
 	if err != nil {
 		n.mu.Unlock()
 		return "", "", false, err

@@ -59,8 +59,8 @@ func kindCapacity(kinds []string, capacity map[string]int) map[string]int {
 // pickAgentLocked chooses the agent that starts a new container of kind;
 // list is n.kindAgents[kind], not empty. It also enforces the network's
 // container limit for the kind.
-func (n *Network) pickAgentLocked(kind string, list []*agent) (*agent, error) {
-	if err := n.limits.admitContainerLocked(n, kind); err != nil {
+func (n *Network) pickAgentLocked(clientID ClientID, kind string, list []*agent) (*agent, error) {
+	if err := n.limits.admitContainerLocked(n, clientID, kind); err != nil {
 		return nil, err
 	}
 	starting := map[AgentID]int{}
