@@ -2,10 +2,13 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,6 +18,34 @@ import (
 	"github.com/huly-net/huly-net/go/client/clienttest"
 	"github.com/huly-net/huly-net/go/network"
 )
+
+// worker is a container whose requests take a moment of work, and fail
+// when it is terminated while they run: stopping it under load loses
+// requests unless its agent lets them finish first.
+type worker struct {
+	agent.Broadcaster
+	stop chan struct{}
+	once sync.Once
+}
+
+func newWorker(context.Context, string, network.GetOptions) (agent.Container, error) {
+	return &worker{stop: make(chan struct{})}, nil
+}
+
+func (w *worker) Request(ctx context.Context, _ string, _ string, data json.RawMessage) (any, error) {
+	work := time.NewTimer(2 * time.Millisecond) // the work itself, not a synchronisation
+	defer work.Stop()
+	select {
+	case <-work.C:
+		return data, nil
+	case <-w.stop:
+		return nil, errors.New("container stopped while serving the request")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+func (w *worker) Terminate(context.Context) error { w.once.Do(func() { close(w.stop) }); return nil }
+func (w *worker) Ping(context.Context) error      { return nil }
 
 // load sends routed requests on a set of references until stopped,
 // counting them.
@@ -84,7 +115,7 @@ func TestRollingRestartOfAgentsLosesNoRequest(t *testing.T) {
 	ids := []string{"agent-rolling-1", "agent-rolling-2"}
 	start := func(id string) (*agent.Agent, *client.Client) {
 		return clienttest.StartAgent(t, s.Addr(), clienttest.AgentSetup{
-			Options: agent.Options{ID: id}, Kinds: clienttest.EchoKinds(),
+			Options: agent.Options{ID: id}, Kinds: map[string]agent.Factory{"echo": newWorker},
 		})
 	}
 	agents := make([]*agent.Agent, 2)
