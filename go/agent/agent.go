@@ -28,6 +28,7 @@ import (
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/client"
 	"github.com/huly-net/huly-net/go/network"
+	"github.com/huly-net/huly-net/go/stream"
 )
 
 // Defaults of Options.
@@ -79,6 +80,9 @@ type Options struct {
 	// network sent while handling our au arrives after its answer);
 	// default 200 ms.
 	DrainGrace time.Duration
+	// Streams bounds the streamed answers the agent serves (open
+	// streams, idle timeout); zero values take package stream's defaults.
+	Streams stream.Options
 	// Capacity is how many containers of a kind the agent can hold (its
 	// max_instances), reported in the registration so that the network
 	// places no more there; kinds not listed have no limit.

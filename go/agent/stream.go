@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/huly-net/huly-net/go/internal/jsonsplit"
 	"github.com/huly-net/huly-net/go/stream"
 )
@@ -43,7 +45,7 @@ type streams struct {
 }
 
 func (a *Agent) streamRegistry() *stream.Registry {
-	a.streams.once.Do(func() { a.streams.reg = stream.NewRegistry(stream.Options{}) })
+	a.streams.once.Do(func() { a.streams.reg = stream.NewRegistry(a.opts.Streams) })
 	return a.streams.reg
 }
 
@@ -127,6 +129,9 @@ func (a *Agent) openStream(ctx context.Context, owner, uuid, op string, data jso
 		defer a.reqs.end()
 		return s.Stream(sctx, owner, op, data, emit)
 	})
+	if errors.Is(err, stream.ErrTooMany) {
+		a.log.WithFields(logrus.Fields{"client": owner, "container": uuid, "limit": a.streamRegistry().Max()}).Warn("stream refused: the agent has its maximum of open streams")
+	}
 	if err != nil {
 		return stream.Batch{}, fmt.Errorf("stream %s on %s: %w", op, uuid, err)
 	}

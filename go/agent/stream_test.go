@@ -216,3 +216,32 @@ func TestStreamErrorEndsTheStream(t *testing.T) {
 	assert.Equal(t, "the container gave up", err.Error())
 	assert.Len(t, chunks, 1)
 }
+
+func TestAgentBoundsItsOpenStreams(t *testing.T) {
+	s := clienttest.StartServer(t)
+	box := &slowStream{ended: make(chan error, 10)}
+	clienttest.StartAgent(t, s.Addr(), clienttest.AgentSetup{
+		Options: agent.Options{Streams: stream.Options{MaxStreams: 1}},
+		Kinds: map[string]agent.Factory{
+			"slow": func(context.Context, string, network.GetOptions) (agent.Container, error) { return box, nil },
+		},
+	})
+	c := clienttest.Dial(t, s.Addr())
+	ctx := clienttest.Ctx(t)
+	r, err := c.Get(ctx, "slow", client.GetOptions{})
+	require.NoError(t, err)
+	first, err := r.Stream(ctx, "forever", nil)
+	require.NoError(t, err)
+	_, err = r.Stream(ctx, "forever", nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "too many open streams (1)")
+	require.NoError(t, first.Close())
+	require.Eventually(t, func() bool {
+		rd, err := r.Stream(ctx, "count", map[string]int{"N": 1})
+		if err != nil {
+			return false
+		}
+		_, err = readAll(t, rd)
+		return err == nil
+	}, waitFor, waitFor/100, "room again once the first was cancelled")
+}

@@ -385,3 +385,6 @@ func (b Batch) Raw() json.RawMessage {
 	}
 	return raw
 }
+
+// Max is the most streams the registry holds open at once.
+func (r *Registry) Max() int { return r.opts.MaxStreams }
