@@ -32,6 +32,14 @@ type Streamer interface {
 	Stream(ctx context.Context, clientID, op string, data json.RawMessage, emit Emitter) error
 }
 
+// StreamRelay is a Container that relays streams from elsewhere (a
+// container program's endpoint, runtime.Proxy): every stream opened on it
+// goes through RelayStream, which emits the program's chunks (or its one
+// result when the operation does not stream).
+type StreamRelay interface {
+	RelayStream(ctx context.Context, clientID, op string, data json.RawMessage, emit Emitter) error
+}
+
 // Bounds of the single result a plain request for a streaming operation
 // gets.
 const (
@@ -110,6 +118,9 @@ func (a *Agent) openStream(ctx context.Context, owner, uuid, op string, data jso
 		return stream.Batch{}, err
 	}
 	s, ok := c.(Streamer)
+	if relay, isRelay := c.(StreamRelay); isRelay && !ok {
+		s, ok = relayStreamer{relay}, true
+	}
 	if !ok || !s.StreamOp(op) {
 		// Not a streaming operation: its result is the only chunk.
 		a.reqs.begin()
@@ -191,4 +202,12 @@ func EchoStream(ctx context.Context, data json.RawMessage, emit Emitter) error {
 		}
 	}
 	return nil
+}
+
+// relayStreamer streams every operation through a StreamRelay.
+type relayStreamer struct{ r StreamRelay }
+
+func (relayStreamer) StreamOp(string) bool { return true }
+func (s relayStreamer) Stream(ctx context.Context, clientID, op string, data json.RawMessage, emit Emitter) error {
+	return s.r.RelayStream(ctx, clientID, op, data, emit)
 }
