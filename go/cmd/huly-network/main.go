@@ -30,22 +30,24 @@ const defaultListen = "tcp://*:3737"
 // Config is the daemon's configuration: JSON keys, flags (--max-frame-size)
 // and HULY_* variables are derived from the json tags.
 type Config struct {
-	Listen               string          `json:"listen" usage:"address to bind: tcp://HOST:PORT (HOST may be *); env HOST and PORT are honoured when this is not set"`
-	AliveTimeout         config.Duration `json:"alive_timeout" usage:"drop a client, and the agents it hosts, after this long without a ping"`
-	UnusedTimeout        config.Duration `json:"unused_timeout" usage:"terminate a container this long after its last reference is released"`
-	PingInterval         config.Duration `json:"ping_interval" usage:"how often silent clients are swept (must be below alive-timeout)"`
-	MaxFrameSize         int64           `json:"max_frame_size" usage:"largest accepted frame in bytes; a peer announcing more is disconnected"`
-	MaxInflight          int             `json:"max_inflight" usage:"requests in flight per client before it is told to retry"`
-	HandshakeTimeout     config.Duration `json:"handshake_timeout" usage:"time a new connection has to complete the ZMTP handshake"`
-	SendQueue            int             `json:"send_queue" usage:"messages queued per client before a client that stopped reading is disconnected"`
-	ShutdownTimeout      config.Duration `json:"shutdown_timeout" usage:"time to finish requests in flight on SIGTERM"`
-	MetricsListen        string          `json:"metrics_listen" usage:"serve Prometheus metrics on HOST:PORT at /metrics (off when empty)"`
-	PprofListen          string          `json:"pprof_listen" usage:"serve Go profiles on HOST:PORT at /debug/pprof/ for diagnosis (off when empty; bind loopback only)"`
-	MaxContainersPerKind int             `json:"max_containers_per_kind" usage:"containers of one kind across the network (0: no limit); a get that would start one more fails at once"`
-	MaxRequestsPerKind   int             `json:"max_requests_per_kind" usage:"routed requests to containers of one kind in flight at once (0: no limit); one more fails at once"`
-	KindLimits           string          `json:"kind_limits" usage:"per-kind limits replacing the two above, as KIND=CONTAINERS/REQUESTS (0 or empty: no limit), comma-separated"`
-	LogLevel             string          `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
-	LogFormat            string          `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
+	Listen           string          `json:"listen" usage:"address to bind: tcp://HOST:PORT (HOST may be *); env HOST and PORT are honoured when this is not set"`
+	AliveTimeout     config.Duration `json:"alive_timeout" usage:"drop a client, and the agents it hosts, after this long without a ping"`
+	UnusedTimeout    config.Duration `json:"unused_timeout" usage:"terminate a container this long after its last reference is released"`
+	PingInterval     config.Duration `json:"ping_interval" usage:"how often silent clients are swept (must be below alive-timeout)"`
+	MaxFrameSize     int64           `json:"max_frame_size" usage:"largest accepted frame in bytes; a peer announcing more is disconnected"`
+	MaxInflight      int             `json:"max_inflight" usage:"requests in flight per client before it is told to retry"`
+	HandshakeTimeout config.Duration `json:"handshake_timeout" usage:"time a new connection has to complete the ZMTP handshake"`
+	SendQueue        int             `json:"send_queue" usage:"messages queued per client before a client that stopped reading is disconnected"`
+	ShutdownTimeout  config.Duration `json:"shutdown_timeout" usage:"time to finish requests in flight on SIGTERM"`
+	MetricsListen    string          `json:"metrics_listen" usage:"serve Prometheus metrics on HOST:PORT at /metrics (off when empty)"`
+	PprofListen      string          `json:"pprof_listen" usage:"serve Go profiles on HOST:PORT at /debug/pprof/ for diagnosis (off when empty; bind loopback only)"`
+	LogLevel         string          `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
+	LogFormat        string          `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
+
+	// Limits per kind (network.KindLimits).
+	MaxContainersPerKind int    `json:"max_containers_per_kind" usage:"containers of one kind across the network (0: no limit); a get that would start one more fails at once"`
+	MaxRequestsPerKind   int    `json:"max_requests_per_kind" usage:"routed requests to containers of one kind in flight at once (0: no limit); one more fails at once"`
+	KindLimits           string `json:"kind_limits" usage:"per-kind limits replacing the two above, as KIND=CONTAINERS/REQUESTS (0 or empty: no limit), comma-separated"`
 }
 
 func defaults() *Config {
