@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"testing"
@@ -27,6 +28,8 @@ func BenchmarkStream(b *testing.B) {
 	require.NoError(b, err)
 	for _, mode := range []string{"routed", "direct"} {
 		b.Run(mode, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
 			open := func() (*client.StreamReader, error) {
 				data := map[string]int{"n": b.N, "size": 1000} // {"i":N,"pad":…} ≈ 1 KiB
 				if mode == "direct" {
