@@ -28,6 +28,7 @@ import (
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/client"
 	"github.com/huly-net/huly-net/go/network"
+	"github.com/huly-net/huly-net/go/stream"
 )
 
 // Defaults of Options.
@@ -37,6 +38,7 @@ const (
 	DefaultStandbyCheck     = 5 * time.Second
 	DefaultHealthInterval   = 10 * time.Second
 	DefaultTerminateTimeout = 10 * time.Second
+	DefaultDrainGrace       = 200 * time.Millisecond
 )
 
 // ErrClosed is returned by calls on a closed Agent.
@@ -77,6 +79,18 @@ type Options struct {
 	EndpointServer backrpc.ServerOptions
 	// Logger defaults to a discarding logger.
 	Logger logrus.FieldLogger
+	// DrainGrace is how long a closing agent, once unregistered, keeps
+	// serving what the network routed to it just before (a request the
+	// network sent while handling our au arrives after its answer);
+	// default 200 ms.
+	DrainGrace time.Duration
+	// Streams bounds the streamed answers the agent serves (open
+	// streams, idle timeout); zero values take package stream's defaults.
+	Streams stream.Options
+	// Capacity is how many containers of a kind the agent can hold (its
+	// max_instances), reported in the registration so that the network
+	// places no more there; kinds not listed have no limit.
+	Capacity map[string]int
 }
 
 // StatePublish is Options.StatePublish.
@@ -190,6 +204,10 @@ type Agent struct {
 	// would register the agent again on a client that no longer hosts
 	// it (and, pinged by that client, it would never time out).
 	regs sync.WaitGroup
+	// reqs counts the container requests being served (drain.go).
+	reqs requestTracker
+	// streams are the streamed answers being read (stream.go).
+	streams streams
 
 	mu        sync.Mutex
 	closed    bool
@@ -247,6 +265,9 @@ func New(opts Options) (*Agent, error) {
 	if opts.TerminateTimeout <= 0 {
 		opts.TerminateTimeout = DefaultTerminateTimeout
 	}
+	if opts.DrainGrace <= 0 {
+		opts.DrainGrace = DefaultDrainGrace
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
 		opts:      opts,
@@ -291,6 +312,7 @@ func (a *Agent) listen() error {
 	if so.Logger == nil {
 		so.Logger = a.opts.Logger
 	}
+	so.Capabilities = append(slices.Clone(so.Capabilities), backrpc.CapStream)
 	a.srv = backrpc.NewServer(so, backrpc.ServerHandler{
 		HandleRequest:   a.handleEndpoint,
 		OnClientClosed:  a.endpointClientGone,
@@ -500,6 +522,7 @@ func (a *Agent) registration() (network.AgentRegistration, uint64) {
 	if a.parsedRef.Kind != network.RefNoConnect {
 		reg.Endpoint = a.ref
 	}
+	reg.Capacity = a.opts.Capacity
 	now := time.Now()
 	for _, e := range a.entries {
 		if e.stateless && !e.failedAt.IsZero() && now.Sub(e.failedAt) < a.opts.StandbyCheck {
@@ -1081,9 +1104,12 @@ func (a *Agent) checkHealth() {
 // unregisterTimeout bounds the au request of Close.
 const unregisterTimeout = 2 * time.Second
 
-// Close stops the agent: containers terminate, the agent is unregistered
-// (au) when the network is reachable, the endpoint server stops. Bounded by
-// ctx.
+// Close stops the agent, draining it first: it unregisters (au) when the
+// network is reachable, so that no new container is placed here and the
+// holders of its containers follow them elsewhere, while the requests
+// already sent here are still served; then it waits for the requests in
+// flight (at most TerminateTimeout), terminates the containers and stops
+// the endpoint server. Bounded by ctx.
 func (a *Agent) Close(ctx context.Context) error {
 	a.mu.Lock()
 	if a.closed {
@@ -1094,13 +1120,6 @@ func (a *Agent) Close(ctx context.Context) error {
 	if a.kickTimer != nil {
 		a.kickTimer.Stop()
 		a.kickTimer = nil
-	}
-	var running []Container
-	for _, e := range a.entries {
-		if e.c != nil {
-			running = append(running, e.c)
-		}
-		a.forgetLocked(e)
 	}
 	c := a.c
 	detach := a.detach
@@ -1115,9 +1134,24 @@ func (a *Agent) Close(ctx context.Context) error {
 	case <-regsDone:
 	case <-ctx.Done():
 	}
+	var errs []error
+	if err := a.unregister(ctx, c); err != nil {
+		errs = append(errs, err)
+	} else {
+		a.drainGrace(ctx)
+	}
+	a.mu.Lock()
+	var running []Container
+	for _, e := range a.entries {
+		if e.c != nil {
+			running = append(running, e.c)
+		}
+		a.forgetLocked(e)
+	}
+	a.mu.Unlock()
+	a.finishRequests(ctx)
 	a.cancel()
 
-	var errs []error
 	var wg sync.WaitGroup
 	var emu sync.Mutex
 	for _, ct := range running {
@@ -1129,22 +1163,6 @@ func (a *Agent) Close(ctx context.Context) error {
 			if err := ct.Terminate(tctx); err != nil {
 				emu.Lock()
 				errs = append(errs, fmt.Errorf("terminate container: %w", err))
-				emu.Unlock()
-			}
-		}()
-	}
-	if c != nil && c.Connected() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Unregistering is a courtesy: a network that does not
-			// answer drops the agent after its alive timeout anyway, so
-			// a frozen network must not hold the stop for long.
-			uctx, cancel := context.WithTimeout(ctx, unregisterTimeout)
-			defer cancel()
-			if _, err := c.Call(uctx, "au", map[string]string{"uuid": a.id}); err != nil {
-				emu.Lock()
-				errs = append(errs, fmt.Errorf("unregister agent %s: %w", a.id, err))
 				emu.Unlock()
 			}
 		}()

@@ -29,6 +29,9 @@ func (e *notFoundError) Is(target error) bool { return target == ErrContainerNot
 // HandleAgentRequest answers the network's back-requests (PROTOCOL.md §5);
 // args is the second element of [agentId, args].
 func (a *Agent) HandleAgentRequest(ctx context.Context, method string, args json.RawMessage) (any, error) {
+	if res, ok, err := a.handleStream(ctx, "", method, args); ok {
+		return res, err
+	}
 	p, err := jsonsplit.Array(args)
 	if err != nil {
 		return nil, fmt.Errorf("%s: args must be an array: %w", method, err)
@@ -206,9 +209,14 @@ func (a *Agent) running(ctx context.Context, uuid string) (*entry, Container, er
 }
 
 func (a *Agent) request(ctx context.Context, uuid, clientID, op string, data json.RawMessage) (any, error) {
+	a.reqs.begin()
+	defer a.reqs.end()
 	_, c, err := a.running(ctx, uuid)
 	if err != nil {
 		return nil, err
+	}
+	if s, ok := c.(Streamer); ok && s.StreamOp(op) {
+		return collectStream(ctx, s, clientID, op, data)
 	}
 	return c.Request(ctx, clientID, op, data)
 }
@@ -276,6 +284,9 @@ func (a *Agent) terminate(ctx context.Context, uuid string) error {
 // ---- the agent's endpoint server (PROTOCOL.md §6) ----
 
 func (a *Agent) handleEndpoint(ctx context.Context, cl backrpc.ClientInfo, method string, params json.RawMessage) (any, error) {
+	if res, ok, err := a.handleStream(ctx, cl.ID, method, params); ok {
+		return res, err
+	}
 	switch method {
 	case "cc":
 		uuids, err := decodeUUIDs(params)

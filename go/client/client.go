@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"github.com/huly-net/huly-net/go/internal/jsonsplit"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -108,8 +109,8 @@ func WithReacquireTimeout(d time.Duration) Option {
 }
 
 // WithCapabilities announces protocol extensions in the client's hellos
-// (backrpc.HelloInfo); default none, which keeps the hello byte for byte
-// a TS 0.7 client's.
+// (backrpc.HelloInfo), besides the ones the client itself uses (operator
+// commands and streams), which it always announces.
 func WithCapabilities(caps ...string) Option {
 	return func(o *options) { o.capabilities = append([]string(nil), caps...) }
 }
@@ -144,6 +145,9 @@ type Client struct {
 	workers sync.WaitGroup
 
 	events *queue[network.Event]
+
+	// sends in flight (send.go).
+	sends sendState
 
 	mu         sync.Mutex
 	closed     bool
@@ -235,7 +239,7 @@ func (c *Client) rpcOptions(id string) backrpc.ClientOptions {
 		AliveTimeout: c.opts.aliveTimeout,
 		PingInterval: c.opts.pingInterval,
 		RetryTick:    c.opts.retryTick,
-		Capabilities: c.opts.capabilities,
+		Capabilities: append(slices.Clone(capabilities), c.opts.capabilities...),
 		Logger:       c.opts.logger,
 	}
 }

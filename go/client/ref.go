@@ -78,12 +78,10 @@ func (r *ContainerRef) current() (uuid, endpoint string, released bool) {
 }
 
 // Request sends a request to the container, routed through the network.
+// A request that found the container gone (its agent left the network) is
+// sent again once the reference has followed it (requestFollowing).
 func (r *ContainerRef) Request(ctx context.Context, op string, data any) (json.RawMessage, error) {
-	uuid, _, released := r.current()
-	if released {
-		return nil, fmt.Errorf("request %s on %s: %w", op, uuid, ErrReleased)
-	}
-	return r.c.Request(ctx, uuid, op, data)
+	return r.requestFollowing(ctx, op, data)
 }
 
 // Release gives the reference back (cr); the network terminates a

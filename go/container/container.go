@@ -45,6 +45,7 @@ import (
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/bridge"
 	"github.com/huly-net/huly-net/go/internal/logsetup"
+	"github.com/huly-net/huly-net/go/stream"
 )
 
 // Environment variable names.
@@ -264,8 +265,15 @@ func ServeWith(ctx context.Context, impl Container, opts Options) error {
 
 	watcher, _ := impl.(ConnectionWatcher)
 	h := &Host{info: info, log: log}
-	h.srv = backrpc.NewServer(backrpc.ServerOptions{Logger: log, DrainTimeout: stopTimeout}, backrpc.ServerHandler{
+	streams := newStreamServer(impl)
+	h.srv = backrpc.NewServer(backrpc.ServerOptions{Logger: log, DrainTimeout: stopTimeout, Capabilities: streams.capabilities()}, backrpc.ServerHandler{
 		HandleRequest: func(rctx context.Context, cl backrpc.ClientInfo, method string, params json.RawMessage) (any, error) {
+			if res, ok, err := streams.handle(rctx, cl.ID, method, params); ok {
+				return res, err
+			}
+			if streams != nil && method == stream.MethodOpen {
+				return plainOpen(rctx, impl, cl.ID, params)
+			}
 			return impl.Request(rctx, cl.ID, method, params)
 		},
 		OnClientConnected: func(cl backrpc.ClientInfo) {
@@ -290,6 +298,9 @@ func ServeWith(ctx context.Context, impl Container, opts Options) error {
 	shutdown := func() {
 		sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
+		if err := streams.close(sctx); err != nil {
+			log.WithError(err).Warn("stop streams")
+		}
 		if err := h.srv.Shutdown(sctx); err != nil {
 			log.WithError(err).Warn("stop direct endpoint")
 		}

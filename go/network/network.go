@@ -63,6 +63,8 @@ type Options struct {
 	Arrivals func() uint64
 	// Logger defaults to logrus's standard logger.
 	Logger logrus.FieldLogger
+	// Limits per kind (limits.go); zero values: no limit.
+	Limits KindLimits
 }
 
 // ErrNoSuitableAgents matches (errors.Is) the error of a Get for a kind that
@@ -150,6 +152,11 @@ type agent struct {
 	// standbyFor are the containers the agent listed while another agent
 	// owned them (its latest registration): it stands by to take them.
 	standbyFor map[ContainerUUID]struct{}
+	// placement state (placement.go): containers per kind, the capacity
+	// the agent reported per kind, and whether an operator drained it.
+	kindCount map[string]int
+	capacity  map[string]int
+	drained   bool
 }
 
 type container struct {
@@ -230,6 +237,8 @@ type Network struct {
 	down map[ClientID]int64
 
 	refusedClaims, failovers, unreachableRoutes atomic.Uint64
+	// limits per kind and routed requests in flight per kind (limits.go).
+	limits kindLimiter
 }
 
 // New returns an empty network.
@@ -266,6 +275,7 @@ func New(opts Options) *Network {
 	if n.log == nil {
 		n.log = logrus.StandardLogger()
 	}
+	n.limits.init(opts.Limits, n.log)
 	if n.aliveTimeout <= 0 {
 		n.aliveTimeout = DefaultAliveTimeout
 	}
@@ -345,6 +355,7 @@ func (n *Network) RegisterAgentArrived(clientID ClientID, reg AgentRegistration,
 	a.host = clientID
 	a.endpoint = reg.Endpoint
 	a.kinds = kinds
+	a.capacity = kindCapacity(kinds, reg.Capacity)
 	a.lastSeen.Store(now.UnixNano())
 	h := n.hosted[clientID]
 	if h == nil {
@@ -663,10 +674,14 @@ func (n *Network) indexKindLocked(c *container) {
 		n.byKind[c.rec.Kind] = m
 	}
 	m[c.rec.UUID] = c
+	c.agent.countKind(c.rec.Kind, 1)
 }
 
 func (n *Network) unindexKindLocked(c *container) {
 	if m := n.byKind[c.rec.Kind]; m != nil {
+		if _, ok := m[c.rec.UUID]; ok {
+			c.agent.countKind(c.rec.Kind, -1)
+		}
 		delete(m, c.rec.UUID)
 		if len(m) == 0 {
 			delete(n.byKind, c.rec.Kind)
@@ -758,7 +773,7 @@ func (n *Network) releaseLocked(cl *client, uuid ContainerUUID) {
 // container of that uuid is returned, else a pending start of that uuid and
 // kind is joined; without one, a pending start of the kind whose labels
 // include the requested ones is joined. Otherwise an agent offering the kind
-// is chosen round-robin and asked (back-request gg, without holding the
+// is chosen by load (pickAgentLocked, placement.go) and asked (back-request gg, without holding the
 // lock). The client holds a reference to the result until Release or
 // ClientGone. The error for a kind nobody offers is the reference's text,
 // "No suitable agents found for container KIND" (errors.Is
@@ -801,18 +816,10 @@ func (n *Network) getOnce(ctx context.Context, clientID ClientID, kind string, o
 		n.mu.Unlock()
 		return "", "", false, &noAgentsError{kind: kind}
 	}
-	// Round-robin over the agents that can be reached.
-	var a *agent
-	for i := 0; i < len(list) && a == nil; i++ {
-		cand := list[n.rr[kind]%uint64(len(list))]
-		n.rr[kind]++
-		if n.reachableLocked(cand) {
-			a = cand
-		}
-	}
-	if a == nil {
+	a, err := n.pickAgentLocked(clientID, kind, list)
+	if err != nil {
 		n.mu.Unlock()
-		return "", "", false, &noAgentsError{kind: kind, unreachable: len(list)}
+		return "", "", false, err
 	}
 	p := &pending{kind: kind, opts: opts, agent: a.id, done: make(chan struct{})}
 	n.indexPendingLocked(p)
@@ -969,20 +976,49 @@ func (n *Network) join(ctx context.Context, cl *client, p *pending) (ContainerUU
 // reference's text "Container UUID not found" (errors.Is
 // ErrContainerNotFound).
 func (n *Network) Route(ctx context.Context, uuid ContainerUUID, op string, data json.RawMessage) (json.RawMessage, error) {
+	to, done, err := n.AdmitRoute(uuid)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return n.caller.ContainerRequest(ctx, to, uuid, op, data)
+}
+
+// AdmitRoute is the part of Route before the call, for a glue that
+// forwards the raw bytes itself: it applies the kind's request limit, finds
+// the container and checks that its agent can be reached. On success the
+// caller must call done when the request is over.
+func (n *Network) AdmitRoute(uuid ContainerUUID) (to AgentTarget, done func(), err error) {
+	done = func() {}
+	if n.limits.requestsOn {
+		if done, err = n.admitRoute(uuid); err != nil {
+			return AgentTarget{}, nil, err
+		}
+	}
 	n.mu.RLock()
 	c := n.containers[uuid]
 	if c == nil {
 		n.mu.RUnlock()
-		return nil, &notFoundError{uuid: uuid}
+		done()
+		return AgentTarget{}, nil, &notFoundError{uuid: uuid}
 	}
-	to := AgentTarget{Client: c.agent.host, Agent: c.agent.id}
+	to = AgentTarget{Client: c.agent.host, Agent: c.agent.id}
 	reachable := n.reachableLocked(c.agent)
 	n.mu.RUnlock()
 	if !reachable {
 		n.unreachableRoutes.Add(1)
-		return nil, &unreachableError{uuid: uuid, agent: to.Agent}
+		done()
+		return AgentTarget{}, nil, &unreachableError{uuid: uuid, agent: to.Agent}
 	}
-	return n.caller.ContainerRequest(ctx, to, uuid, op, data)
+	return to, done, nil
+}
+
+// UnreachableError is the error of a request to container uuid whose agent
+// could not be reached (its host's connection went away while the request
+// was being sent); errors.Is ErrAgentUnreachable.
+func (n *Network) UnreachableError(uuid ContainerUUID, agent AgentID) error {
+	n.unreachableRoutes.Add(1)
+	return &unreachableError{uuid: uuid, agent: agent}
 }
 
 // reachableLocked reports whether a's hosting client has a connection.

@@ -141,6 +141,10 @@ type AgentRegistration struct {
 	// Endpoint is the agent's reference string; "" is written as null (an
 	// agent without an endpoint server).
 	Endpoint string `json:"endpoint"`
+	// Capacity is how many containers of a kind the agent can hold (its
+	// max_instances); kinds not listed have no limit. An extension: written
+	// only when not empty, and a TypeScript server ignores it.
+	Capacity map[string]int `json:"capacity,omitempty"`
 }
 
 // MarshalJSON writes empty lists as [] and an empty endpoint as null, as the
@@ -151,7 +155,8 @@ func (a AgentRegistration) MarshalJSON() ([]byte, error) {
 		Containers []ContainerRecord `json:"containers"`
 		Kinds      []string          `json:"kinds"`
 		Endpoint   *string           `json:"endpoint"`
-	}{a.UUID, nonNil(a.Containers), nonNil(a.Kinds), nil}
+		Capacity   map[string]int    `json:"capacity,omitempty"`
+	}{a.UUID, nonNil(a.Containers), nonNil(a.Kinds), nil, a.Capacity}
 	if a.Endpoint != "" {
 		w.Endpoint = &a.Endpoint
 	}
@@ -165,11 +170,12 @@ func (a *AgentRegistration) UnmarshalJSON(b []byte) error {
 		Containers []ContainerRecord `json:"containers"`
 		Kinds      []string          `json:"kinds"`
 		Endpoint   *string           `json:"endpoint"`
+		Capacity   map[string]int    `json:"capacity"`
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return fmt.Errorf("decode agent registration: %w", err)
 	}
-	*a = AgentRegistration{UUID: w.UUID, Containers: w.Containers, Kinds: w.Kinds}
+	*a = AgentRegistration{UUID: w.UUID, Containers: w.Containers, Kinds: w.Kinds, Capacity: w.Capacity}
 	if w.Endpoint != nil {
 		a.Endpoint = *w.Endpoint
 	}

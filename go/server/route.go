@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/internal/jsonsplit"
 	"github.com/huly-net/huly-net/go/network"
+	"github.com/huly-net/huly-net/go/transport"
 )
 
 // handleAsync takes routed requests (cs) off the worker goroutines: the
@@ -27,12 +29,19 @@ func (s *Server) handleAsync(_ context.Context, c backrpc.ClientInfo, method str
 	if err != nil {
 		return false
 	}
-	to, ok := s.net.RouteTarget(uuid)
-	if !ok {
-		return false
+	to, done, err := s.net.AdmitRoute(uuid)
+	if err != nil {
+		if errors.Is(err, network.ErrContainerNotFound) {
+			return false // the handler answers in the reference's words
+		}
+		reply(nil, err)
+		return true
 	}
 	s.net.ClientSeen(network.ClientID(c.ID))
-	s.forwardRoute(to, uuid, op, data, reply)
+	s.forwardRoute(to, uuid, op, data, func(res json.RawMessage, err error) {
+		done()
+		reply(res, err)
+	})
 	return true
 }
 
@@ -58,6 +67,10 @@ func (s *Server) forwardRoute(to network.AgentTarget, uuid network.ContainerUUID
 	p = append(p, "]]]"...)
 	s.rpc.CallAsync(string(to.Client), "cs", p, s.opts.CallTimeout, func(res json.RawMessage, err error) {
 		if err != nil {
+			if errors.Is(err, backrpc.ErrUnknownClient) || errors.Is(err, backrpc.ErrClientGone) || errors.Is(err, transport.ErrUnknownPeer) {
+				// The host's connection went away under the request.
+				err = s.net.UnreachableError(uuid, to.Agent)
+			}
 			reply(nil, fmt.Errorf("cs to agent %s: %w", to.Agent, err))
 			return
 		}

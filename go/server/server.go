@@ -45,6 +45,8 @@ type Options struct {
 	Transport   transport.Options
 	Clock       network.Clock
 	Logger      logrus.FieldLogger
+	// KindLimits bound containers and routed requests per kind.
+	KindLimits network.KindLimits
 }
 
 func (o Options) withDefaults() Options {
@@ -104,19 +106,18 @@ func New(opts Options) *Server {
 		Caller:        caller{s},
 		Arrivals:      func() uint64 { return s.rpc.Arrivals() },
 		Logger:        opts.Logger,
+		Limits:        opts.KindLimits,
 	})
 	s.rpc = backrpc.NewServer(backrpc.ServerOptions{
 		AliveTimeout:        opts.AliveTimeout,
 		MaxAliveTimeout:     opts.MaxAliveTimeout,
 		MaxClientIDLen:      opts.MaxClientIDLen,
 		MaxDetachedSessions: opts.MaxDetachedSessions,
-		// A repeated ar updates an agent's containers and keeps the ones
-		// it already had (network.RegisterAgentArrived).
-		Capabilities: []string{backrpc.CapStatePublish},
-		PingInterval: opts.PingInterval,
-		MaxInflight:  opts.MaxInflight,
-		Transport:    opts.Transport,
-		Logger:       opts.Logger,
+		PingInterval:        opts.PingInterval,
+		MaxInflight:         opts.MaxInflight,
+		Transport:           opts.Transport,
+		Logger:              opts.Logger,
+		Capabilities:        capabilities,
 	}, backrpc.ServerHandler{
 		HandleRequest:       s.handle,
 		HandleRequestAsync:  s.handleAsync,
@@ -301,6 +302,9 @@ func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string
 			return nil, err
 		}
 		return s.net.Route(ctx, uuid, op, data)
+	}
+	if res, ok, err := s.handleExtension(ctx, c, method, params); ok {
+		return res, err
 	}
 	return nil, errUnknownMethod(method)
 }

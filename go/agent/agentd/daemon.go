@@ -92,6 +92,7 @@ func (d *Daemon) Start(ctx context.Context) error {
 		Labels:         cfg.Labels,
 		HealthInterval: healthInterval,
 		Logger:         log,
+		Capacity:       cfg.capacity(),
 	})
 	if err != nil {
 		return fmt.Errorf("start agent: %w", err)

@@ -29,7 +29,8 @@ type Proxy struct {
 // the program may restart behind it on the same address.
 func NewProxy(dial, advHost string, advPort int, log logrus.FieldLogger) (*Proxy, error) {
 	p := &Proxy{host: advHost, port: advPort}
-	rpc, err := backrpc.Dial(dial, backrpc.ClientOptions{Logger: log}, backrpc.ClientHandler{
+	// Announcing streams makes the program's endpoint announce its own.
+	rpc, err := backrpc.Dial(dial, backrpc.ClientOptions{Logger: log, Capabilities: []string{backrpc.CapStream}}, backrpc.ClientHandler{
 		OnEvent: func(payload json.RawMessage) { p.Broadcast(payload) },
 	})
 	if err != nil {

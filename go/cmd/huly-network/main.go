@@ -52,6 +52,11 @@ type Config struct {
 	HelloTimeout         config.Duration `json:"hello_timeout" usage:"time a connection has after its handshake to begin its first message (the hello) before it is closed"`
 	FrameProgressTimeout config.Duration `json:"frame_progress_timeout" usage:"a connection whose message, once begun, goes this long without a byte is closed"`
 	MaxBufferedBytes     int64           `json:"max_buffered_bytes" usage:"bytes all connections together may hold in unfinished messages; the connection that would go over is closed"`
+
+	// Limits per kind (network.KindLimits).
+	MaxContainersPerKind int    `json:"max_containers_per_kind" usage:"containers of one kind across the network (0: no limit); a get that would start one more fails at once"`
+	MaxRequestsPerKind   int    `json:"max_requests_per_kind" usage:"routed requests to containers of one kind in flight at once (0: no limit); one more fails at once"`
+	KindLimits           string `json:"kind_limits" usage:"per-kind limits replacing the two above, as KIND=CONTAINERS/REQUESTS (0 or empty: no limit), comma-separated"`
 }
 
 func defaults() *Config {
@@ -118,6 +123,12 @@ func (c *Config) validate() error {
 	}
 	if c.SendQueue < 1 {
 		errs = append(errs, fmt.Errorf("send_queue: must be at least 1, got %d", c.SendQueue))
+	}
+	if _, err := c.kindLimits(); err != nil {
+		errs = append(errs, fmt.Errorf("kind_limits: %w", err))
+	}
+	if c.MaxContainersPerKind < 0 || c.MaxRequestsPerKind < 0 {
+		errs = append(errs, errors.New("max_containers_per_kind and max_requests_per_kind must not be negative"))
 	}
 	if _, err := transport.ParseAddr(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("listen: %w", err))
@@ -238,6 +249,7 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 		MaxClientIDLen:      cfg.MaxClientIDLen,
 		MaxDetachedSessions: cfg.MaxDetachedSessions,
 		MaxInflight:         cfg.MaxInflight,
+		KindLimits:          cfg.mustKindLimits(),
 		Transport: transport.Options{
 			MaxFrameSize:     cfg.MaxFrameSize,
 			HandshakeTimeout: cfg.HandshakeTimeout.D(),

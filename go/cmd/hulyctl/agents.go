@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/network"
 )
 
@@ -15,7 +16,9 @@ func (a *app) agentsCommand() *cobra.Command {
 		Short: "List the registered agents",
 		Long: `List the agents registered with the network: id, endpoint, the kinds
 they offer and how many containers they serve. --json prints the network's
-answer as an array of {"agentId","endpoint","kinds","containers"}.`,
+answer as an array of {"agentId","endpoint","kinds","containers"}. A Go
+network also says whether each agent is drained (column STATE; in JSON
+"drained", with "perKind" container counts and "capacity").`,
 		Args: exactArgs(0),
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
 			c, err := a.dial(cmd.Context())
@@ -25,6 +28,9 @@ answer as an array of {"agentId","endpoint","kinds","containers"}.`,
 			defer a.close(c)
 			ctx, cancel := a.call(cmd.Context())
 			defer cancel()
+			if c.ServerHas(backrpc.CapOps) {
+				return a.printAgentStates(ctx, c)
+			}
 			agents, err := c.Agents(ctx)
 			if err != nil {
 				return a.callError("list agents", err)

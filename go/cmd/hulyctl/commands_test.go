@@ -54,13 +54,13 @@ func TestHumanTables(t *testing.T) {
 	out := ok(t, "--network", n.addr, "agents")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 2, out)
-	assert.Equal(t, []string{"AGENT", "ENDPOINT", "KINDS", "CONTAINERS"}, strings.Fields(lines[0]))
-	assert.Equal(t, []string{n.agent.ID(), "127.0.0.1:" + itoa(port), "(direct)", "echo", "0"}, strings.Fields(lines[1]))
+	assert.Equal(t, []string{"AGENT", "ENDPOINT", "KINDS", "CONTAINERS", "STATE"}, strings.Fields(lines[0]))
+	assert.Equal(t, []string{n.agent.ID(), "127.0.0.1:" + itoa(port), "(direct)", "echo", "0", "active"}, strings.Fields(lines[1]))
 	// Aligned: every column starts at the same offset on both lines.
 	assert.Equal(t, strings.Index(lines[0], "ENDPOINT"), strings.Index(lines[1], "127.0.0.1"))
 
 	out = ok(t, "--network", n.addr, "kinds")
-	assert.Equal(t, "KIND  AGENTS\necho  1\n", out)
+	assert.Equal(t, "KIND  AGENTS  CONTAINERS  MAX-CONTAINERS  REQUESTS  MAX-REQUESTS  REFUSED\necho  1       0           -               0         -             0\n", out)
 }
 
 func TestContainers(t *testing.T) {

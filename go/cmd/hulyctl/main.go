@@ -169,6 +169,9 @@ which bounds each network call, and --json for machine-readable output.`,
 		a.benchCommand(),
 		a.versionCommand(),
 		a.keygenCommand(),
+		a.drainCommand(true),
+		a.drainCommand(false),
+		a.terminateCommand(),
 	)
 	root.AddCommand(a.manCommand()) // hidden: writes the manual pages
 	return root

@@ -15,11 +15,12 @@ import (
 
 func (a *app) requestCommand() *cobra.Command {
 	var (
-		direct bool
-		kind   string
+		direct   bool
+		kind     string
+		streamed bool
 	)
 	cmd := &cobra.Command{
-		Use:   "request [--direct] UUID OP [JSON]",
+		Use:   "request [--direct] [--stream] UUID OP [JSON]",
 		Short: "Send an operation to a container and print its result",
 		Long: `Send operation OP with data JSON (null when absent; - reads it from stdin)
 to the container UUID and print the result as JSON.
@@ -29,7 +30,12 @@ agent. --direct connects to the container instead, through its agent's
 endpoint or the container's own one, as a client's Connect does; that takes
 a reference for the time of the request, and needs the container's kind,
 which is looked up unless --kind gives it (a 0.7 TypeScript network lists
-nothing without a kind).`,
+nothing without a kind).
+
+--stream reads the answer as a stream and prints one JSON value per line as
+the chunks arrive (--timeout bounds each read, not the whole stream); a
+network or endpoint that does not stream answers one result, printed as
+one line.`,
 		Args: rangeArgs(2, 3),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			uuid, op := args[0], args[1]
@@ -46,6 +52,9 @@ nothing without a kind).`,
 				return err
 			}
 			defer a.close(c)
+			if streamed {
+				return a.requestStream(cmd.Context(), c, direct, kind, uuid, op, data)
+			}
 			ctx, cancel := a.call(cmd.Context())
 			defer cancel()
 			var res json.RawMessage
@@ -62,6 +71,7 @@ nothing without a kind).`,
 	}
 	cmd.Flags().BoolVar(&direct, "direct", false, "connect to the container instead of routing through the network")
 	cmd.Flags().StringVar(&kind, "kind", "", "the container's kind, for --direct (looked up when empty)")
+	cmd.Flags().BoolVar(&streamed, "stream", false, "read the answer as a stream: one JSON value per line as chunks arrive")
 	return cmd
 }
 

@@ -8,6 +8,8 @@
 //	broadcast  sends {"from": uuid, ...data} to every connected client and
 //	           answers {"broadcastTo": N}
 //	info       answers {"uuid","kind","labels","extra","pid"}
+//	stream     streams: data {"n": N} answers N chunks {"i": 0…N-1}
+//	           (one array to a plain request)
 //	anything   answers {"uuid","operation","data","clientId"}, like the
 //	           reference's bench agent
 package main
@@ -57,6 +59,25 @@ func (e *echo) Request(_ context.Context, clientID, op string, data json.RawMess
 		Data      json.RawMessage `json:"data"`
 		ClientID  any             `json:"clientId"`
 	}{info.UUID, op, data, cid}, nil
+}
+
+// StreamOp: "stream" streams (container.Streamer).
+func (e *echo) StreamOp(op string) bool { return op == "stream" }
+
+// Stream emits {"i": 0…n-1}.
+func (e *echo) Stream(ctx context.Context, _ string, _ string, data json.RawMessage, emit container.Emitter) error {
+	var p struct {
+		N int `json:"n"`
+	}
+	if err := json.Unmarshal(data, &p); err != nil || p.N < 0 || p.N > 10_000_000 {
+		return fmt.Errorf(`stream: data must be {"n": 0…10000000}`)
+	}
+	for i := range p.N {
+		if err := emit.Emit(ctx, map[string]int{"i": i}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func main() {
