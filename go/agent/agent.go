@@ -68,12 +68,53 @@ type Options struct {
 	HealthInterval time.Duration
 	// TerminateTimeout bounds one container's Terminate; default 10 s.
 	TerminateTimeout time.Duration
+	// StatePublish says whether the agent registers again within one
+	// network server session to publish the state of its containers;
+	// default StatePublishAuto.
+	StatePublish StatePublish
 	// EndpointServer configures the endpoint server (alive timeout, ping
 	// interval, transport limits).
 	EndpointServer backrpc.ServerOptions
 	// Logger defaults to a discarding logger.
 	Logger logrus.FieldLogger
 }
+
+// StatePublish is Options.StatePublish.
+type StatePublish int
+
+const (
+	// StatePublishAuto publishes state where the network server
+	// announces backrpc.CapStatePublish in its hello answer. A server that
+	// does not (a TypeScript 0.7 server) detaches the containers an agent
+	// already hosted when it registers again (PROTOCOL.md §10), so that
+	// they outlive the agent there as ghosts; with such a server the agent
+	// registers the way a TS agent does, once per server session with all
+	// its containers.
+	StatePublishAuto StatePublish = iota
+	// StatePublishOn publishes state whatever the server announces: for a
+	// Go network server that predates capabilities.
+	StatePublishOn
+	// StatePublishOff registers once per server session with any server.
+	StatePublishOff
+)
+
+// kickReason says why a registration is scheduled; with a server that takes
+// one registration per session the reason decides whether it is sent.
+type kickReason uint8
+
+const (
+	// kickPublish: the state of a container changed (started, endpoint,
+	// labels, status, dropped). Sent only where state is published.
+	kickPublish kickReason = 1 << iota
+	// kickClaim: a stateless container may be claimed (its owner is
+	// gone), or one that failed must be unlisted. Once per session it is
+	// sent only while the agent hosts nothing a registration would detach.
+	kickClaim
+	// kickRejoin: the network may have forgotten the agent (it announced
+	// the agent removed). Once per session it is sent only when the
+	// network does not list the agent.
+	kickRejoin
+)
 
 type state int
 
@@ -112,6 +153,10 @@ type entry struct {
 	failedAt   time.Time     // a stateless start failed: not registered for a while
 	clients    map[string]struct{}
 	generation int // bumps at every start and stop, so a late start can tell
+	// ownedElsewhere: a standby whose owner the network named in the
+	// answer to our last registration; the removal event of the container
+	// (or a lost connection, which may have lost that event) ends it.
+	ownedElsewhere bool
 }
 
 // ContainerInfo describes a container the agent knows.
@@ -155,6 +200,28 @@ type Agent struct {
 	entries   map[string]*entry
 	subs      map[string]map[string]struct{} // endpoint client id → container uuids
 	kickTimer *time.Timer
+	kickWhy   kickReason // reasons of the scheduled registration
+	kicks     int        // scheduled registrations fired and still running
+	regFailed bool       // the last scheduled registration failed (logged once)
+	// standbyChecks counts the rounds of standbyLoop.
+	standbyChecks int
+
+	// Registration once per server session (a server without
+	// CapStatePublish): regSem serializes those registrations, regWant is
+	// the newest session one waits for, regHolder the one running (a
+	// registration for a newer session cancels it), regSession the
+	// session of the last registration sent, skipLogged the session whose
+	// skipped re-registrations were logged.
+	regSem     chan struct{}
+	regWant    uint64
+	regHolder  *regHold
+	regSession uint64
+	skipLogged uint64
+}
+
+type regHold struct {
+	seq    uint64
+	cancel context.CancelFunc
 }
 
 // New creates an agent and, when it has an Endpoint, binds its endpoint
@@ -190,6 +257,7 @@ func New(opts Options) (*Agent, error) {
 		factories: map[string]Factory{},
 		entries:   map[string]*entry{},
 		subs:      map[string]map[string]struct{}{},
+		regSem:    make(chan struct{}, 1),
 	}
 	if opts.Endpoint == "" {
 		if opts.Listen != "" {
@@ -321,7 +389,7 @@ func (a *Agent) AddStateless(kind, uuid string, labels []string, f Factory) erro
 	e.endpoint = a.containerRef(uuid, nil)
 	a.entries[uuid] = e
 	if a.c != nil {
-		a.kickLocked(0)
+		a.kickLocked(0, kickClaim)
 	}
 	return nil
 }
@@ -457,12 +525,42 @@ func (a *Agent) registration() (network.AgentRegistration, uint64) {
 
 // RegisterWithNetwork registers the agent with the network (ar) and applies the
 // answer: containers another agent owns are stopped (stateless ones become
-// standbys), stateless standbys the network gave us are started.
+// standbys), stateless standbys the network gave us are started. With a
+// server that does not announce state publishing (see StatePublishAuto) it
+// registers once per server session: called again within the session (the
+// client's check after a long disconnection), it registers only when the
+// network no longer lists the agent.
 func (a *Agent) RegisterWithNetwork(ctx context.Context) error {
 	c := a.client()
 	if c == nil {
 		return errors.New("agent: not attached")
 	}
+	if a.opts.StatePublish != StatePublishOn {
+		// What the server announced decides how we register.
+		if err := c.WaitConnected(ctx); err != nil {
+			return fmt.Errorf("register agent %s: %w", a.id, err)
+		}
+	}
+	if a.publishes(c) {
+		return a.register(ctx, c)
+	}
+	return a.registerOnce(ctx, c, kickRejoin)
+}
+
+// publishes reports whether the agent registers again to publish state in
+// c's current server session.
+func (a *Agent) publishes(c *client.Client) bool {
+	switch a.opts.StatePublish {
+	case StatePublishOn:
+		return true
+	case StatePublishOff:
+		return false
+	}
+	return c.ServerHello().Has(backrpc.CapStatePublish)
+}
+
+// register sends a registration and applies its answer.
+func (a *Agent) register(ctx context.Context, c *client.Client) error {
 	// No lock is held across the call: after a server change the
 	// re-registration must not wait for an ar still pending at the old
 	// server (it is resent only after the re-registration).
@@ -492,6 +590,126 @@ func (a *Agent) RegisterWithNetwork(ctx context.Context) error {
 	return nil
 }
 
+// registerOnce registers with a server that takes one registration per
+// session: the first of a session is sent; a later one only when it cannot
+// detach containers the server tied to the agent: for why kickRejoin when
+// the network no longer lists the agent, for kickClaim while the agent
+// hosts no container; kickPublish alone is never sent.
+func (a *Agent) registerOnce(ctx context.Context, c *client.Client, why kickReason) error {
+	sess := c.Session()
+	if sess.Seq == 0 {
+		return nil // no session yet: its first hello answer registers us
+	}
+	rctx, release, ok, err := a.lockRegistration(ctx, sess.Seq)
+	if err != nil || !ok {
+		return err
+	}
+	defer release()
+	if why == kickClaim && !a.claimable() {
+		return nil // the answer to a registration meanwhile named the owners
+	}
+	a.mu.Lock()
+	first := a.regSession != sess.Seq
+	a.mu.Unlock()
+	if first {
+		a.log.WithField("server_id", sess.ServerID).Debug("network server does not announce state publishing: registering once per server session")
+	} else {
+		send, reason, err := a.reregisterHarmless(rctx, c, why)
+		if err != nil {
+			if rctx.Err() != nil && ctx.Err() == nil {
+				return nil // a newer session registers instead
+			}
+			return fmt.Errorf("register agent %s: %w", a.id, err)
+		}
+		if !send {
+			a.mu.Lock()
+			log := a.skipLogged != sess.Seq
+			a.skipLogged = sess.Seq
+			a.mu.Unlock()
+			if log {
+				a.log.WithFields(logrus.Fields{"server_id": sess.ServerID, "reason": reason}).
+					Debug("not registering again in this server session: the server would detach our containers")
+			}
+			return nil
+		}
+	}
+	a.mu.Lock()
+	a.regSession = sess.Seq
+	a.mu.Unlock()
+	err = a.register(rctx, c)
+	if err != nil && rctx.Err() != nil && ctx.Err() == nil {
+		return nil // a newer session registers instead
+	}
+	return err
+}
+
+// reregisterHarmless says whether a second registration in this session
+// detaches nothing (see registerOnce), and if not, why.
+func (a *Agent) reregisterHarmless(ctx context.Context, c *client.Client, why kickReason) (bool, string, error) {
+	if why&kickRejoin != 0 {
+		agents, err := c.Agents(ctx)
+		if err != nil {
+			return false, "", err
+		}
+		for _, ag := range agents {
+			if string(ag.AgentID) == a.id {
+				return false, "the network lists the agent", nil
+			}
+		}
+		return true, "", nil
+	}
+	if why&kickClaim != 0 {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for _, e := range a.entries {
+			if e.state != stateStandby {
+				return false, "a stateless container cannot be claimed while the agent serves others", nil
+			}
+		}
+		return true, "", nil
+	}
+	return false, "state publishing is off", nil
+}
+
+// lockRegistration serializes once-per-session registrations. A
+// registration for a newer session cancels the one running (its request
+// would otherwise be resent to the new server after ours) and goes first;
+// ok is false for a registration a newer session superseded.
+func (a *Agent) lockRegistration(ctx context.Context, seq uint64) (context.Context, func(), bool, error) {
+	a.mu.Lock()
+	if seq > a.regWant {
+		a.regWant = seq
+	}
+	if h := a.regHolder; h != nil && h.seq < seq {
+		h.cancel()
+	}
+	a.mu.Unlock()
+	select {
+	case a.regSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, false, fmt.Errorf("register agent %s: %w", a.id, ctx.Err())
+	}
+	a.mu.Lock()
+	if a.regWant > seq {
+		a.mu.Unlock()
+		<-a.regSem
+		return nil, nil, false, nil
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	h := &regHold{seq: seq, cancel: cancel}
+	a.regHolder = h
+	a.mu.Unlock()
+	return rctx, func() {
+		a.mu.Lock()
+		if a.regHolder == h {
+			a.regHolder = nil
+		}
+		a.mu.Unlock()
+		cancel()
+		<-a.regSem
+	}, true, nil
+}
+
 // apply acts on the answer to registration seq; answers older than one
 // already applied are stale and ignored.
 func (a *Agent) apply(seq uint64, listed map[string]bool, terminate []string) {
@@ -511,6 +729,7 @@ func (a *Agent) apply(seq uint64, listed map[string]bool, terminate []string) {
 	for _, e := range a.entries {
 		switch {
 		case term[e.uuid] && e.stateless:
+			e.ownedElsewhere = true
 			if e.state != stateStandby {
 				a.log.WithField("container", e.uuid).Info("stateless container served by another agent; standing by")
 				if e.c != nil {
@@ -523,6 +742,7 @@ func (a *Agent) apply(seq uint64, listed map[string]bool, terminate []string) {
 			stop = append(stop, e)
 			a.forgetLocked(e)
 		case e.stateless && e.state == stateStandby && listed[e.uuid]:
+			e.ownedElsewhere = false
 			a.log.WithField("container", e.uuid).Info("claimed stateless container")
 			a.beginStartLocked(e)
 			start = append(start, e)
@@ -609,12 +829,17 @@ func (a *Agent) start(ctx context.Context, e *entry, gen int) {
 	}
 	if err != nil {
 		e.err = fmt.Errorf("start container %s of kind %s: %w", e.uuid, e.kind, err)
-		a.log.WithError(err).WithField("container", e.uuid).Warn("container failed to start")
+		if e.stateless && !e.failedAt.IsZero() {
+			// Retried at every standby check: said at warning once.
+			a.log.WithError(err).WithField("container", e.uuid).Debug("container failed to start again")
+		} else {
+			a.log.WithError(err).WithField("container", e.uuid).Warn("container failed to start")
+		}
 		if e.stateless {
 			e.state = stateStandby
 			e.failedAt = time.Now()
 			close(e.ready)
-			a.kickLocked(a.opts.ReclaimDelay) // unlist it, so another agent can serve it
+			a.kickLocked(a.opts.ReclaimDelay, kickClaim) // unlist it, so another agent can serve it
 		} else {
 			a.forgetLocked(e)
 		}
@@ -627,11 +852,11 @@ func (a *Agent) start(ctx context.Context, e *entry, gen int) {
 	e.lastVisit = time.Now().UnixMilli()
 	if ep := a.containerRef(e.uuid, c); ep != e.endpoint {
 		e.endpoint = ep
-		a.kickLocked(0) // announce the direct endpoint
+		a.kickLocked(0, kickPublish) // announce the direct endpoint
 	} else if _, ok := c.(StatusReporter); ok {
 		// Announce its state, after the network has recorded the answer
 		// to the get that started it (which carries no state).
-		a.kickLocked(a.opts.ReclaimDelay)
+		a.kickLocked(a.opts.ReclaimDelay, kickPublish)
 	}
 	close(e.ready)
 	a.mu.Unlock()
@@ -651,22 +876,68 @@ func (a *Agent) terminateAsync(c Container) {
 }
 
 // kickLocked schedules a registration after delay (coalescing requests).
-func (a *Agent) kickLocked(delay time.Duration) {
-	if a.closed || a.c == nil || a.kickTimer != nil {
+func (a *Agent) kickLocked(delay time.Duration, why kickReason) {
+	if a.closed || a.c == nil {
+		return
+	}
+	a.kickWhy |= why
+	if a.kickTimer != nil {
 		return
 	}
 	a.kickTimer = time.AfterFunc(delay, func() {
 		a.mu.Lock()
 		a.kickTimer = nil
+		why := a.kickWhy
+		a.kickWhy = 0
+		a.kicks++
 		a.mu.Unlock()
-		a.goWorker(func() {
+		done := func() {
+			a.mu.Lock()
+			a.kicks--
+			a.mu.Unlock()
+		}
+		if !a.goWorker(func() {
+			defer done()
 			ctx, cancel := context.WithTimeout(a.ctx, a.opts.StandbyCheck)
 			defer cancel()
-			if err := a.RegisterWithNetwork(ctx); err != nil && a.ctx.Err() == nil {
-				a.log.WithError(err).Warn("register agent")
-			}
-		})
+			a.kicked(ctx, why)
+		}) {
+			done()
+		}
 	})
+}
+
+// kicked runs a scheduled registration. A failure is logged at warning
+// once, then at debug until a registration succeeds again.
+func (a *Agent) kicked(ctx context.Context, why kickReason) {
+	c := a.client()
+	if c == nil {
+		return
+	}
+	var err error
+	if a.publishes(c) {
+		if why == kickClaim && !a.claimable() {
+			return // the answer to a registration meanwhile named the owners
+		}
+		err = a.register(ctx, c)
+	} else {
+		err = a.registerOnce(ctx, c, why)
+	}
+	if a.ctx.Err() != nil {
+		return
+	}
+	a.mu.Lock()
+	was := a.regFailed
+	a.regFailed = err != nil
+	a.mu.Unlock()
+	switch {
+	case err != nil && !was:
+		a.log.WithError(err).Warn("register agent")
+	case err != nil:
+		a.log.WithError(err).Debug("register agent")
+	case was:
+		a.log.Info("registered with the network again")
+	}
 }
 
 // onNetworkEvent claims stateless containers whose removal is announced:
@@ -679,39 +950,74 @@ func (a *Agent) onNetworkEvent(ev network.Event) {
 			continue
 		}
 		if e := a.entries[string(ce.Container.UUID)]; e != nil && e.stateless {
-			a.kickLocked(a.opts.ReclaimDelay)
-			return
+			e.ownedElsewhere = false
+			a.kickLocked(a.opts.ReclaimDelay, kickClaim)
 		}
 	}
 	for _, ae := range ev.Agents {
 		if ae.Event == network.EventRemoved && string(ae.ID) == a.id {
 			// We are alive: whoever removed us was wrong.
-			a.kickLocked(a.opts.ReclaimDelay)
+			a.kickLocked(a.opts.ReclaimDelay, kickRejoin)
 			return
 		}
 	}
 }
 
+// claimable reports whether a stateless standby's owner is not known.
+func (a *Agent) claimable() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.entries {
+		if e.stateless && e.state == stateStandby && !e.ownedElsewhere {
+			return true
+		}
+	}
+	return false
+}
+
+// standbyLoop registers again, every StandbyCheck, while a stateless
+// standby may be claimable: its owner is not known (a start of ours
+// failed, or it was released), or the connection to the network was lost
+// meanwhile (and with it, maybe, the event that announced the owner gone).
+// A standby whose owner the network named stays quiet: the owner's removal
+// event claims it.
 func (a *Agent) standbyLoop() {
 	t := time.NewTicker(a.opts.StandbyCheck)
 	defer t.Stop()
+	var lastConns uint64
+	if c := a.client(); c != nil {
+		lastConns = c.Connections()
+	}
 	for {
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-t.C:
 		}
+		c := a.client()
+		if c == nil {
+			continue
+		}
+		conns := c.Connections()
+		reconnected := lastConns != 0 && conns != lastConns
+		lastConns = conns
 		a.mu.Lock()
-		standby := false
+		claim := false
 		for _, e := range a.entries {
-			if e.stateless && e.state == stateStandby {
-				standby = true
-				break
+			if !e.stateless || e.state != stateStandby {
+				continue
+			}
+			if reconnected {
+				e.ownedElsewhere = false // its removal may have been lost
+			}
+			if !e.ownedElsewhere {
+				claim = true
 			}
 		}
-		if standby {
-			a.kickLocked(0)
+		if claim {
+			a.kickLocked(0, kickClaim)
 		}
+		a.standbyChecks++
 		a.mu.Unlock()
 	}
 }
@@ -766,7 +1072,7 @@ func (a *Agent) checkHealth() {
 			continue
 		}
 		a.forgetLocked(p.e)
-		a.kickLocked(0) // the network drops it and tells the holders
+		a.kickLocked(0, kickPublish) // the network drops it and tells the holders
 		a.mu.Unlock()
 		a.terminateAsync(p.c)
 	}

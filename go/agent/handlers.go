@@ -132,7 +132,7 @@ func (a *Agent) get(ctx context.Context, kind string, opts network.GetOptions) (
 	// The network records the container from our answer with the labels
 	// asked for; ours differ when the agent adds labels, so say so.
 	if len(a.opts.Labels) > 0 {
-		a.kickLocked(a.opts.ReclaimDelay)
+		a.kickLocked(a.opts.ReclaimDelay, kickPublish)
 	}
 	a.mu.Unlock()
 	a.start(ctx, e, gen)
@@ -244,17 +244,20 @@ func (a *Agent) terminate(ctx context.Context, uuid string) error {
 	}
 	c := e.c
 	if e.stateless {
-		if e.state == stateRunning {
+		if e.state == stateRunning && a.c != nil && a.publishes(a.c) {
 			// A pinned container is to be kept running: the network
 			// terminates it as an unused orphan, but it is ours to keep.
 			// Register it again instead of restarting it elsewhere; if
 			// another agent owns it by now, the answer puts it on standby.
-			a.kickLocked(a.opts.ReclaimDelay)
+			// (A server that takes one registration per session has
+			// dropped it for good: stop it, and claim it again when we
+			// can.)
+			a.kickLocked(a.opts.ReclaimDelay, kickPublish)
 			a.mu.Unlock()
 			return nil
 		}
 		a.toStandbyLocked(e)
-		a.kickLocked(a.opts.ReclaimDelay)
+		a.kickLocked(a.opts.ReclaimDelay, kickClaim)
 	} else {
 		a.forgetLocked(e)
 	}

@@ -27,11 +27,13 @@ type ContainerStatus struct {
 }
 
 // Refresh registers the agent again soon, so that the network learns the
-// current state of its containers (see StatusReporter).
+// current state of its containers (see StatusReporter). It does nothing
+// with a network server that takes one registration per session (see
+// StatePublishAuto).
 func (a *Agent) Refresh() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.kickLocked(0)
+	a.kickLocked(0, kickPublish)
 }
 
 // recordLocked returns the extra of e's record and whether e is to be

@@ -56,6 +56,9 @@ type ClientOptions struct {
 	// catches a server gone without closing its TCP connection. Default
 	// 10s; negative disables.
 	ServerTimeout time.Duration
+	// Capabilities are announced in our hello (see HelloInfo); none by
+	// default, which keeps the hello byte for byte the reference's.
+	Capabilities []string
 	// Transport configures the DEALER (backoff, frame size, queue).
 	Transport transport.DealerOptions
 	// Logger defaults to a discarding logger.
@@ -115,6 +118,8 @@ type ClientHandler struct {
 	// must know here; requests made from it are sent at once. Requests that
 	// were pending before the change are resent (same ids) after it returns.
 	// ctx ends when the client closes or the server changes again.
+	// Client.Session (and ServerHello) already describe the new session:
+	// what the server announced decides what to re-register and how.
 	OnServerChanged func(ctx context.Context, serverID string)
 	// OnDisconnect follows the loss of a transport connection; the client
 	// reconnects by itself.
@@ -174,12 +179,17 @@ type Client struct {
 	lastRecv  atomic.Int64 // unix ns of the last message, or of the connection
 	closeOnce sync.Once
 
+	// silentLogged: a silent server was reported; a hello answer resets it.
+	silentLogged atomic.Bool
+
 	mu           sync.Mutex
 	closed       bool
 	connected    bool
 	connGen      uint64 // transport connections so far
 	helloGen     uint64 // the connection whose hello was answered
 	serverID     string
+	serverHello  HelloInfo     // what the server announced in its last hello answer
+	session      uint64        // server sessions so far (server changes)
 	ready        chan struct{} // closed while the session is usable
 	changing     bool          // an OnServerChanged is running
 	changeCancel context.CancelFunc
@@ -225,13 +235,15 @@ func checkAddr(addr string) error {
 func newClient(addr string, opts ClientOptions, h ClientHandler) *Client {
 	opts = opts.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
+	// {"aliveTimeout":N} alone without capabilities: the reference's hello.
+	hello := EncodeHelloInfo(HelloInfo{AliveTimeout: opts.AliveTimeout, Capabilities: opts.Capabilities})
 	c := &Client{
 		opts:     opts,
 		h:        h,
 		log:      opts.Logger.WithFields(logrus.Fields{"client_id": opts.ClientID, "endpoint": addr}),
 		id:       opts.ClientID,
 		addr:     addr,
-		hello:    EncodeClient(Message{Op: OpHello, ID: opts.ClientID, Payload: EncodeHelloPayload(opts.AliveTimeout)}),
+		hello:    EncodeClient(Message{Op: OpHello, ID: opts.ClientID, Payload: hello}),
 		pingMsg:  EncodeClient(Message{Op: OpPing}),
 		closeMsg: EncodeClient(Message{Op: OpClose}),
 		dialed:   make(chan struct{}),
@@ -269,6 +281,34 @@ func (c *Client) ServerID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.serverID
+}
+
+// ServerSession describes the session with the current server.
+type ServerSession struct {
+	// ServerID is the id of the server that answered our last hello.
+	ServerID string
+	// Seq counts server sessions: 0 before the first hello answer, then
+	// one more at every server change (each OnServerChanged).
+	Seq uint64
+	// Hello is what the server announced in its hello answer: the zero
+	// HelloInfo from a server that announces nothing (a TS 0.7 server).
+	Hello HelloInfo
+}
+
+// Session returns the current server session. It is updated before
+// OnServerChanged runs, so the handler sees the session it is called for.
+func (c *Client) Session() ServerSession {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return ServerSession{ServerID: c.serverID, Seq: c.session, Hello: c.serverHello}
+}
+
+// ServerHello is what the server announced in its answer to our hello
+// (Session().Hello): its capabilities and the alive timeout it granted.
+func (c *Client) ServerHello() HelloInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.serverHello
 }
 
 // Connected reports whether the session is usable now: connected, and hello
@@ -493,7 +533,13 @@ func (c *Client) pingLoop() {
 			silent := now.Sub(time.Unix(0, c.lastRecv.Load()))
 			if c.opts.ServerTimeout > 0 && silent > c.opts.ServerTimeout {
 				c.reconnects.Add(1)
-				c.log.WithField("silent", silent).Warn("server silent; reconnecting")
+				// Said at warning once while the server stays silent
+				// (until it answers a hello again).
+				if c.silentLogged.CompareAndSwap(false, true) {
+					c.log.WithField("silent", silent).Warn("server silent; reconnecting")
+				} else {
+					c.log.WithField("silent", silent).Debug("server still silent; reconnecting")
+				}
 				c.lastRecv.Store(now.UnixNano())
 				c.dealer().Reconnect()
 				continue
@@ -517,7 +563,7 @@ func (c *Client) handleMessage(frames [][]byte) {
 	}
 	switch m.Op {
 	case OpHello:
-		c.onHello(m.ID)
+		c.onHello(m.ID, m.Payload)
 	case OpAskHello:
 		// The server does not know us (restart or timeout): forget its id
 		// so that the answer to this hello counts as a change.
@@ -551,7 +597,9 @@ func (c *Client) handleMessage(frames [][]byte) {
 	}
 }
 
-func (c *Client) onHello(serverID string) {
+func (c *Client) onHello(serverID string, payload []byte) {
+	hello := ParseHelloInfo(payload)
+	c.silentLogged.Store(false)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -560,6 +608,10 @@ func (c *Client) onHello(serverID string) {
 	changed := serverID != c.serverID
 	firstOnConn := c.helloGen != c.connGen
 	c.serverID = serverID
+	c.serverHello = hello
+	if changed {
+		c.session++
+	}
 	c.helloGen = c.connGen
 	if c.connected {
 		select {

@@ -65,6 +65,7 @@ type options struct {
 	reacquireTimeout time.Duration
 	eventBuffer      int
 	logger           logrus.FieldLogger
+	capabilities     []string
 }
 
 // Option configures Dial.
@@ -104,6 +105,13 @@ func WithCloseTimeout(d time.Duration) Option { return func(o *options) { o.clos
 // the background.
 func WithReacquireTimeout(d time.Duration) Option {
 	return func(o *options) { o.reacquireTimeout = d }
+}
+
+// WithCapabilities announces protocol extensions in the client's hellos
+// (backrpc.HelloInfo); default none, which keeps the hello byte for byte
+// a TS 0.7 client's.
+func WithCapabilities(caps ...string) Option {
+	return func(o *options) { o.capabilities = append([]string(nil), caps...) }
 }
 
 // WithEventBuffer sets the size of the channels returned by Events and
@@ -227,6 +235,7 @@ func (c *Client) rpcOptions(id string) backrpc.ClientOptions {
 		AliveTimeout: c.opts.aliveTimeout,
 		PingInterval: c.opts.pingInterval,
 		RetryTick:    c.opts.retryTick,
+		Capabilities: c.opts.capabilities,
 		Logger:       c.opts.logger,
 	}
 }
@@ -242,6 +251,19 @@ func (c *Client) Connected() bool { return c.rpc.Connected() }
 
 // ServerID is the id of the network server that answered the last hello.
 func (c *Client) ServerID() string { return c.rpc.ServerID() }
+
+// Session describes the session with the current network server: its id,
+// a count of server changes, and what it announced in its hello answer
+// (the zero HelloInfo for a TS 0.7 server). During a hosted agent's
+// RegisterWithNetwork after a server change it is already the new one.
+func (c *Client) Session() backrpc.ServerSession { return c.rpc.Session() }
+
+// Connections counts the transport connections made so far: a change means
+// the connection was lost meanwhile, and with it maybe events.
+func (c *Client) Connections() uint64 { return c.rpc.Stats().Connections }
+
+// ServerHello is what the network server announced in its hello answer.
+func (c *Client) ServerHello() backrpc.HelloInfo { return c.rpc.ServerHello() }
 
 // WaitConnected waits until the network server has answered our hello.
 func (c *Client) WaitConnected(ctx context.Context) error {

@@ -139,6 +139,11 @@ func NewAgent(t testing.TB, setup AgentSetup) *agent.Agent {
 	if o.Logger == nil {
 		o.Logger = Quiet()
 	}
+	if o.StatePublish == agent.StatePublishAuto {
+		// The test network is a Go server, which takes a repeated
+		// registration as an update whatever its hello announces.
+		o.StatePublish = agent.StatePublishOn
+	}
 	if o.Endpoint == "" && !setup.NoConnect {
 		o.Endpoint = "127.0.0.1:0"
 		if o.Listen == "" {
