@@ -72,7 +72,7 @@ fmt-check:
         exit 1
     fi
 
-# Benchmark matrix on loopback, printed as a Markdown report (not part of `just test`): [--quick] [--runs N] [--for D] [REPORT.md]
+# Benchmark matrix on loopback, printed as a Markdown report (not part of `just test`): [--baseline REF] [--quick] [--runs N] [--for D] [REPORT.md]
 bench *ARGS:
     tests/bench/run "$@"
 

@@ -105,7 +105,7 @@ func TestClientSessionFollowsServerChanges(t *testing.T) {
 	first := c.Session()
 	assert.Equal(t, "s1", first.ServerID)
 	assert.Equal(t, uint64(1), first.Seq)
-	assert.Zero(t, first.Hello)
+	assert.Empty(t, first.Hello.Capabilities, "a server without options announces no capabilities")
 
 	require.NoError(t, s1.Close())
 	listenServer(t, addr, ServerOptions{ServerID: "s2"}, ServerHandler{})

@@ -147,6 +147,12 @@ type ServerHandler struct {
 	// and stack). ctx ends when the server closes; RequestIDFromContext
 	// gives the request id.
 	HandleRequest func(ctx context.Context, client ClientInfo, method string, params json.RawMessage) (any, error)
+	// HandleRequestAsync, when set, is offered every request first, on
+	// the goroutine that read it: it returns false to leave the request
+	// to HandleRequest, or true after it has taken the request, which it
+	// then answers by calling reply exactly once, from anywhere. It must
+	// not block (forward with CallAsync). ctx ends when the server closes.
+	HandleRequestAsync func(ctx context.Context, client ClientInfo, method string, params json.RawMessage, reply Reply) bool
 	// OnClientConnected follows the first hello of a client id.
 	OnClientConnected func(client ClientInfo)
 	// OnClientClosed follows a client's close message (or a hello with
@@ -213,6 +219,10 @@ type call struct {
 	clientID string
 	peer     transport.PeerID
 	done     chan callResult // buffered 1: the resolver never blocks
+	// fn, instead of done, takes the result of a CallAsync; timer is its
+	// timeout.
+	fn    func(callResult)
+	timer *time.Timer
 }
 
 // ServerStats are counters of a Server since it started.
@@ -396,7 +406,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.cancel()
 	for _, c := range calls {
-		c.done <- callResult{err: ErrServerClosed}
+		c.resolve(callResult{err: ErrServerClosed}, true)
 	}
 	select {
 	case <-s.bgDone:
@@ -691,40 +701,15 @@ func (s *Server) onRequest(peer transport.PeerID, ss *session, m Message) {
 	s.mu.Unlock()
 
 	s.requests.Add(1)
+	if s.h.HandleRequestAsync != nil && s.runAsync(ss, info, m.ID, method, params) {
+		return
+	}
 	s.pool.run(func() { s.runHandler(ss, info, m.ID, arrived, method, params) })
 }
 
 func (s *Server) runHandler(ss *session, info ClientInfo, id string, arrived uint64, method string, params json.RawMessage) {
-	defer s.handlers.Done()
 	res, err := s.callHandler(info, id, arrived, method, params)
-	op := OpResponse
-	var payload []byte
-	if err == nil {
-		payload, err = MarshalJSON(res)
-		if err != nil {
-			err = fmt.Errorf("encode result of %s: %w", method, err)
-		}
-	}
-	if err != nil {
-		if s.ctx.Err() != nil {
-			// Most likely the shutdown's cancellation: stay silent, so that
-			// the client resends the request to the next server instead
-			// of taking "context canceled" for an answer.
-			return
-		}
-		s.handlerErrs.Add(1)
-		op = OpResponseError
-		payload = EncodeErrorPayload(err)
-	}
-
-	s.mu.Lock()
-	delete(ss.inflight, id)
-	peer := info.Peer
-	if cur := s.byID[info.ID]; cur != nil {
-		peer = cur.info.Peer // it may have reconnected meanwhile
-	}
-	s.mu.Unlock()
-	s.send(peer, op, id, payload)
+	s.finishRequest(ss, info, id, method, res, err)
 }
 
 func (s *Server) callHandler(info ClientInfo, id string, arrived uint64, method string, params json.RawMessage) (res any, err error) {
@@ -756,7 +741,11 @@ func (s *Server) onResponse(ss *session, m Message) {
 	}
 	delete(s.calls, m.ID)
 	s.mu.Unlock()
+	s.arrivedResponse(c, m)
+}
 
+// arrivedResponse resolves a back-request with its answer.
+func (s *Server) arrivedResponse(c *call, m Message) {
 	var r callResult
 	if m.Op == OpResponseError {
 		r.err = DecodeErrorPayload(m.Payload)
@@ -765,7 +754,7 @@ func (s *Server) onResponse(ss *session, m Message) {
 	} else {
 		r.err = ErrBadResponse
 	}
-	c.done <- r
+	c.resolve(r, true)
 }
 
 func (s *Server) handleDisconnect(peer transport.PeerID) {
@@ -795,7 +784,7 @@ func (s *Server) handleDisconnect(peer transport.PeerID) {
 	}
 	s.mu.Unlock()
 	for _, c := range failed {
-		c.done <- callResult{err: fmt.Errorf("%w: connection lost", ErrClientGone)}
+		c.resolve(callResult{err: fmt.Errorf("%w: connection lost", ErrClientGone)}, true)
 	}
 	if detached != nil && s.h.OnClientDisconnected != nil {
 		s.h.OnClientDisconnected(*detached)
@@ -837,7 +826,7 @@ func (s *Server) dropLocked(ss *session) {
 	for id, c := range s.calls {
 		if c.clientID == ss.info.ID {
 			delete(s.calls, id)
-			c.done <- callResult{err: ErrClientGone}
+			c.resolve(callResult{err: ErrClientGone}, false) // s.mu is held
 		}
 	}
 }
@@ -935,12 +924,15 @@ func (s *Server) Call(ctx context.Context, clientID, method string, params any) 
 	}
 }
 
-func (s *Server) forgetCall(id string, c *call) {
+// forgetCall removes a back-request; false when someone else already had.
+func (s *Server) forgetCall(id string, c *call) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.calls[id] == c {
 		delete(s.calls, id)
+		return true
 	}
-	s.mu.Unlock()
+	return false
 }
 
 // SendEvent sends an event (op 4) to one client.

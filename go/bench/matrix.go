@@ -20,6 +20,16 @@ type Binaries struct {
 	Network string // huly-network
 	Ctl     string // hulyctl
 	Bench   string // huly-bench (this package's command)
+	// Load is the hulyctl whose bench command generates the load;
+	// default Ctl. Comparisons of two builds run both with the same one.
+	Load string
+}
+
+func (b Binaries) load() string {
+	if b.Load != "" {
+		return b.Load
+	}
+	return b.Ctl
 }
 
 // MatrixOptions configure RunMatrix. Zero values take the defaults of
@@ -351,7 +361,7 @@ func (m *matrix) hulyctlBench(containers, parallel int, mode string) func(contex
 		return env.measured(func(r *Run) (float64, error) {
 			var rep hulyctlReport
 			timeout := m.o.RowFor + 2*time.Minute
-			if err := runJSON(ctx, timeout, &rep, m.o.Bin.Ctl, m.benchArgs(env.addr, containers, parallel, mode, m.o.RowFor)...); err != nil {
+			if err := runJSON(ctx, timeout, &rep, m.o.Bin.load(), m.benchArgs(env.addr, containers, parallel, mode, m.o.RowFor)...); err != nil {
 				return 0, err
 			}
 			r.Detail = rep
@@ -490,7 +500,7 @@ func (m *matrix) profile(ctx context.Context) (file, top string, err error) {
 	benchErr := make(chan error, 1)
 	go func() {
 		var rep hulyctlReport
-		benchErr <- runJSON(ctx, m.o.ProfileFor+2*time.Minute, &rep, m.o.Bin.Ctl, m.benchArgs(env.addr, 100, 100, "routed", m.o.ProfileFor+3*margin)...)
+		benchErr <- runJSON(ctx, m.o.ProfileFor+2*time.Minute, &rep, m.o.Bin.load(), m.benchArgs(env.addr, 100, 100, "routed", m.o.ProfileFor+3*margin)...)
 	}()
 	t := time.NewTimer(margin)
 	select {

@@ -992,11 +992,12 @@ func (n *Network) reachableLocked(a *agent) bool {
 }
 
 // RouteTarget returns where a request to the container goes, for a glue that
-// wants to forward the raw bytes itself.
+// wants to forward the raw bytes itself; false for an unknown container or
+// one whose agent is unreachable (Route gives the error for either).
 func (n *Network) RouteTarget(uuid ContainerUUID) (AgentTarget, bool) {
 	n.mu.RLock()
 	c := n.containers[uuid]
-	if c == nil {
+	if c == nil || !n.reachableLocked(c.agent) {
 		n.mu.RUnlock()
 		return AgentTarget{}, false
 	}

@@ -119,6 +119,7 @@ func New(opts Options) *Server {
 		Logger:       opts.Logger,
 	}, backrpc.ServerHandler{
 		HandleRequest:       s.handle,
+		HandleRequestAsync:  s.handleAsync,
 		OnClientConnected:   s.clientConnected,
 		OnClientReconnected: s.clientConnected,
 		OnClientDisconnected: func(c backrpc.ClientInfo) {
@@ -286,7 +287,7 @@ func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string
 		if err != nil {
 			return nil, err
 		}
-		return []string{string(uuid), ref}, nil
+		return getAnswer(uuid, ref), nil
 	case "cr":
 		uuid, err := network.DecodeUUIDParams(params)
 		if err != nil {
@@ -355,11 +356,11 @@ func (c caller) GetContainer(ctx context.Context, to network.AgentTarget, kind s
 	if err != nil {
 		return "", "", err
 	}
-	var pair []string
-	if err := json.Unmarshal(res, &pair); err != nil || len(pair) != 2 {
+	uuid, ref, ok := splitGetAnswer(res)
+	if !ok {
 		return "", "", fmt.Errorf("gg to agent %s: want [uuid, ref], got %s", to.Agent, truncate(res))
 	}
-	return network.ContainerUUID(pair[0]), pair[1], nil
+	return network.ContainerUUID(uuid), ref, nil
 }
 
 func (c caller) TerminateContainer(ctx context.Context, to network.AgentTarget, uuid network.ContainerUUID) error {

@@ -104,6 +104,9 @@ func (a *echoAgent) handle(_ context.Context, method string, params json.RawMess
 		if op == "fail" {
 			return nil, fmt.Errorf("boom")
 		}
+		if op == "agent-error" {
+			return map[string]string{"error": "Container echo-1 is gone"}, nil
+		}
 		return map[string]json.RawMessage{"op": args[1], "data": args[2]}, nil
 	case "ct":
 		var uuid string
@@ -228,6 +231,12 @@ func TestErrorsReachTheCaller(t *testing.T) {
 	_, err = user.Request(ctx, "cs", []any{"echo-1", "fail", nil})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "boom")
+
+	// The reference's "normal response carrying an error" is an error
+	// on the routed path too.
+	_, err = user.Request(ctx, "cs", []any{"echo-1", "agent-error", nil})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Container echo-1 is gone")
 
 	_, err = user.Request(ctx, "cs", []any{"no-such-container", "x", nil})
 	require.Error(t, err)

@@ -32,6 +32,8 @@ commands:
   floor     measure the TCP echo at --addr
   connect   connect clients to a network one after another
   scale     many clients getting and using many containers
+  rounds    the TypeScript bench's shape: rounds of one request to every container at once
+  compare   run the shapes against this build and a baseline build, interleaved
 
 "huly-bench COMMAND -h" lists a command's flags.
 `
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"floor":    floorCmd,
 		"connect":  connectCmd,
 		"scale":    scaleCmd,
+		"rounds":   roundsCmd,
+		"compare":  compareCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -279,6 +283,100 @@ func matrixCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if runErr != nil {
 		return fmt.Errorf("matrix interrupted (partial report written): %w", runErr)
+	}
+	return nil
+}
+
+func roundsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rounds", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("network", "127.0.0.1:3737", "network server HOST:PORT")
+	var o bench.RoundsOptions
+	fs.IntVar(&o.Containers, "containers", 100, "containers (uuids bench-0 …); requests in flight in a round")
+	fs.IntVar(&o.Rounds, "rounds", 300, "rounds of one request to every container")
+	fs.DurationVar(&o.For, "for", 0, "run rounds this long instead of --rounds")
+	fs.StringVar(&o.Kind, "kind", "echo", "kind of the containers")
+	fs.DurationVar(&o.CallTimeout, "timeout", bench.DefaultCallTimeout, "bound of the connect, each get and each request")
+	profile := fs.String("cpuprofile", "", "write this tool's own CPU profile here")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if o.Containers < 1 || o.Rounds < 1 || o.For < 0 {
+		return fmt.Errorf("%w: --containers and --rounds must be positive, --for not negative", errUsage)
+	}
+	stop, err := startCPUProfile(*profile)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	res, err := bench.RunRounds(ctx, *addr, o)
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, res)
+}
+
+func compareCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	binDir := fs.String("bin-dir", "", "directory holding this build's huly-network and hulyctl, and the load generators (hulyctl, huly-bench)")
+	baseDir := fs.String("baseline-bin-dir", "", "directory holding the baseline's huly-network and hulyctl")
+	baseName := fs.String("baseline-name", "baseline", "name of the baseline in the report")
+	out := fs.String("out", "", "write the Markdown report here (default: standard output)")
+	raw := fs.String("raw", "", "also write every run's measurements here, as JSON")
+	var o bench.CompareOptions
+	fs.IntVar(&o.Runs, "runs", 3, "runs of every shape and build")
+	fs.DurationVar(&o.RowFor, "for", 3*time.Second, "how long the sequential shapes and each phase of the floor run")
+	fs.IntVar(&o.Containers, "containers", 100, "containers of the rounds shape (requests in flight per round)")
+	fs.IntVar(&o.Rounds, "rounds", 300, "rounds of the rounds shape")
+	fs.IntVar(&o.Gets, "gets", 1000, "sequential gets")
+	fs.IntVar(&o.Connects, "connects", 1000, "sequential client connects")
+	fs.StringVar(&o.ProfileDir, "profile-dir", "", "take CPU profiles of one extra rounds run of each build into this directory (empty: none)")
+	fs.StringVar(&o.Version, "version", "", "build name for the report")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *binDir == "" || *baseDir == "" {
+		return fmt.Errorf("%w: --bin-dir and --baseline-bin-dir are required", errUsage)
+	}
+	if o.Runs < 1 {
+		return fmt.Errorf("%w: --runs must be at least 1", errUsage)
+	}
+	o.This = bench.Build{Name: "this build", Network: filepath.Join(*binDir, "huly-network"), Agent: filepath.Join(*binDir, "hulyctl")}
+	if o.Version != "" {
+		o.This.Name = o.Version
+	}
+	o.Baseline = bench.Build{Name: *baseName, Network: filepath.Join(*baseDir, "huly-network"), Agent: filepath.Join(*baseDir, "hulyctl")}
+	o.Load = filepath.Join(*binDir, "hulyctl")
+	o.Bench = filepath.Join(*binDir, "huly-bench")
+	o.Progress = stderr
+	res, runErr := bench.RunCompare(ctx, o)
+	if res == nil {
+		return runErr
+	}
+	if *raw != "" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode results: %w", err)
+		}
+		if err := os.WriteFile(*raw, b, 0o644); err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+	}
+	w := stdout
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		defer f.Close()
+		w = f
+	}
+	if err := bench.WriteCompareReport(w, res); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if runErr != nil {
+		return fmt.Errorf("comparison interrupted (partial report written): %w", runErr)
 	}
 	return nil
 }

@@ -31,6 +31,11 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"scale", "--containers", "0"},
 		{"scale", "--bogus"},
 		{"tcp-echo", "extra-argument"},
+		{"rounds", "--containers", "0"},
+		{"rounds", "--for", "-1s"},
+		{"compare"},
+		{"compare", "--bin-dir", "x"},
+		{"compare", "--bin-dir", "x", "--baseline-bin-dir", "y", "--runs", "0"},
 	} {
 		code, _, stderr := runArgs(args...)
 		assert.Equal(t, 2, code, "%v: %s", args, stderr)
