@@ -230,6 +230,9 @@ type Network struct {
 	down map[ClientID]int64
 
 	refusedClaims, failovers, unreachableRoutes atomic.Uint64
+
+	// interest indexes who receives which events (interest.go).
+	interest interestState
 }
 
 // New returns an empty network.
@@ -694,6 +697,7 @@ func (n *Network) removeContainerLocked(c *container) {
 	delete(c.agent.containers, uuid)
 	delete(n.orphans, uuid)
 	n.unindexKindLocked(c)
+	n.noteRemovedLocked(c)
 	for id := range c.refs {
 		if cl := n.clients[id]; cl != nil {
 			delete(cl.refs, uuid)
@@ -1143,6 +1147,12 @@ func (n *Network) Tick(ctx context.Context) Event {
 func (n *Network) Sweep() (Event, []Termination) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	ev, terms := n.sweepLocked()
+	clear(n.interest.removed)
+	return ev, terms
+}
+
+func (n *Network) sweepLocked() (Event, []Termination) {
 	now := n.clock.Now()
 	var dead []*agent
 	for _, a := range n.agents {
