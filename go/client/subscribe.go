@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -33,6 +34,10 @@ type watchState struct {
 	next int
 	all  bool          // Events made its All subscription
 	kick chan struct{} // cap 1, made by Dial
+	// gen counts changes of subs; applied is the gen the server knows
+	// (or that needs no telling); appliedCh is closed when it moves.
+	gen, applied uint64
+	appliedCh    chan struct{}
 }
 
 // Subscribe asks the network for the events sub names, until the returned
@@ -51,12 +56,16 @@ func (c *Client) Subscribe(sub Subscription) (unsubscribe func()) {
 	id := w.next
 	w.next++
 	w.subs[id] = sub
+	w.gen++
 	c.mu.Unlock()
 	c.kickWatch()
 	return func() {
 		c.mu.Lock()
 		_, had := w.subs[id]
 		delete(w.subs, id)
+		if had {
+			w.gen++
+		}
 		c.mu.Unlock()
 		if had {
 			c.kickWatch()
@@ -75,8 +84,48 @@ func (c *Client) subscribeAll() {
 	}
 }
 
-// watchUnion is the union of the subscriptions, in a stable order.
-func (c *Client) watchUnion() Subscription {
+// WaitSubscribed waits until the server knows the subscriptions made so
+// far (at once with a server that sends every event).
+func (c *Client) WaitSubscribed(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		w := &c.watch
+		if w.applied >= w.gen {
+			c.mu.Unlock()
+			return nil
+		}
+		if w.appliedCh == nil {
+			w.appliedCh = make(chan struct{})
+		}
+		ch := w.appliedCh
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for subscriptions: %w", ctx.Err())
+		case <-c.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+func (c *Client) markApplied(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := &c.watch
+	if gen <= w.applied {
+		return
+	}
+	w.applied = gen
+	if w.appliedCh != nil {
+		close(w.appliedCh)
+		w.appliedCh = nil
+	}
+}
+
+// watchUnion is the union of the subscriptions, in a stable order, and
+// the gen it reflects.
+func (c *Client) watchUnion() (Subscription, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var u Subscription
@@ -92,7 +141,7 @@ func (c *Client) watchUnion() Subscription {
 	if u.All {
 		u.Kinds, u.UUIDs = nil, nil
 	}
-	return u
+	return u, c.watch.gen
 }
 
 // kickWatch asks the watch loop to tell the server the subscriptions now.
@@ -122,11 +171,13 @@ func (c *Client) watchLoop(kick <-chan struct{}) {
 			return
 		}
 		sess := c.rpc.Session()
+		u, gen := c.watchUnion()
 		if !sess.Hello.Has(backrpc.CapInterest) || !slices.Contains(c.opts.capabilities, backrpc.CapInterest) {
-			continue // the server sends everything
+			c.markApplied(gen) // the server sends everything
+			continue
 		}
-		u := c.watchUnion()
 		if sent != nil && sess.ServerID == sentSession.ServerID && sess.Seq == sentSession.Seq && equalSubscription(*sent, u) {
+			c.markApplied(gen)
 			continue
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.opts.reacquireTimeout)
@@ -141,6 +192,7 @@ func (c *Client) watchLoop(kick <-chan struct{}) {
 			continue
 		}
 		sent, sentSession = &u, sess
+		c.markApplied(gen)
 	}
 }
 

@@ -234,7 +234,10 @@ func TestBench(t *testing.T) {
 	n := startEchoNetwork(t)
 	var mu sync.Mutex
 	seen := map[network.ContainerUUID]bool{}
-	clienttest.Dial(t, n.addr).OnEvent(func(ev network.Event) {
+	obs := clienttest.Dial(t, n.addr)
+	defer obs.Subscribe(client.Subscription{All: true})()
+	require.NoError(t, obs.WaitSubscribed(clienttest.Ctx(t)))
+	obs.OnEvent(func(ev network.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, ce := range ev.Containers {
