@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // Interest-based delivery. A client that receives events by interest (its
@@ -284,6 +286,8 @@ func (n *Network) dropOldestWaitLocked(id ClientID, ic *interestClient) {
 			best, oldU, isKind = t, u, false
 		}
 	}
+	n.log.WithFields(logrus.Fields{"client": shortClient(id), "max_subscriptions": st.max}).
+		Warn("a client waits on more kinds and uuids than the limit; forgot its oldest wait")
 	if isKind {
 		delete(ic.waitKinds, oldK)
 		removeFrom(st.waitKind, oldK, id)

@@ -61,7 +61,7 @@ func (s *Server) deliver(d network.Delivery) {
 	ev := d.Event
 	agents := make([][]byte, len(ev.Agents))
 	for i, a := range ev.Agents {
-		b, err := backrpc.MarshalJSON(a)
+		b, err := json.Marshal(a) // escaped as the whole batch's encoding is
 		if err != nil {
 			s.log.WithError(err).Warn("encode network event")
 			return
@@ -70,7 +70,7 @@ func (s *Server) deliver(d network.Delivery) {
 	}
 	conts := make([][]byte, len(ev.Containers))
 	for i, c := range ev.Containers {
-		b, err := backrpc.MarshalJSON(c)
+		b, err := json.Marshal(c)
 		if err != nil {
 			s.log.WithError(err).Warn("encode network event")
 			return
