@@ -3,13 +3,17 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -514,8 +518,10 @@ func TestStandbyTakesOverOnTSServer(t *testing.T) {
 // its hello answer and takes every registration as an update, as a Go
 // server does; it records what each registration listed.
 type stateServer struct {
-	r  *transport.Router
-	mu sync.Mutex
+	r *transport.Router
+	// failing: registrations are answered with an error.
+	failing atomic.Bool
+	mu      sync.Mutex
 	// extras[i] is the extra of "leader-1" in the i-th registration ("" when
 	// not listed).
 	extras []string
@@ -550,6 +556,10 @@ func (s *stateServer) onMessage(peer transport.PeerID, frames [][]byte) {
 		method, params, err := backrpc.DecodeRequestPayload(m.Payload)
 		if err != nil || method != "ar" {
 			reply(backrpc.OpResponseError, m.ID, backrpc.EncodeErrorPayload(fmt.Errorf("not here: %s", method)))
+			return
+		}
+		if s.failing.Load() {
+			reply(backrpc.OpResponseError, m.ID, backrpc.EncodeErrorPayload(errors.New("not now")))
 			return
 		}
 		var reg network.AgentRegistration
@@ -632,4 +642,53 @@ func TestStandbyStaysQuietWhileItsOwnerLives(t *testing.T) {
 	require.Eventually(t, standby.RegistrationIdle, waitFor, 5*time.Millisecond)
 	assert.Equal(t, 1, n.registrations(standby.ID()), "no registration while the owner is known")
 	assert.Equal(t, "standby", standby.Containers()[0].State)
+}
+
+// A registration that keeps failing is reported at warning once, and its
+// recovery once.
+func TestFailingRegistrationIsReportedOnce(t *testing.T) {
+	s := startStateServer(t)
+	ctx := clienttest.Ctx(t)
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	host, err := client.Dial(s.r.Addr().String(), clienttest.Options()...)
+	require.NoError(t, err)
+	a, err := agent.New(agent.Options{Logger: log, ReclaimDelay: time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = a.Close(cctx)
+		_ = host.Close(cctx)
+	})
+	require.NoError(t, a.AddStateless("ha", "leader-1", nil, newStatusEcho))
+	require.NoError(t, a.Attach(ctx, host))
+	require.Eventually(t, func() bool { return len(s.registrations()) >= 2 }, waitFor, 5*time.Millisecond)
+	require.Eventually(t, a.RegistrationIdle, waitFor, 5*time.Millisecond)
+
+	count := func(level logrus.Level, msg string) int {
+		n := 0
+		for _, e := range hook.AllEntries() {
+			if e.Level == level && e.Message == msg {
+				n++
+			}
+		}
+		return n
+	}
+	s.failing.Store(true)
+	for i := 0; i < 3; i++ {
+		a.Refresh()
+		require.Eventually(t, func() bool {
+			return count(logrus.DebugLevel, "register agent")+count(logrus.WarnLevel, "register agent") > i
+		},
+			waitFor, 5*time.Millisecond)
+		require.Eventually(t, a.RegistrationIdle, waitFor, 5*time.Millisecond)
+	}
+	assert.Equal(t, 1, count(logrus.WarnLevel, "register agent"), "a failure is said at warning once")
+	assert.Equal(t, 2, count(logrus.DebugLevel, "register agent"))
+
+	s.failing.Store(false)
+	a.Refresh()
+	require.Eventually(t, func() bool { return count(logrus.InfoLevel, "registered with the network again") == 1 },
+		waitFor, 5*time.Millisecond, "the recovery is said once")
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -111,4 +113,31 @@ func TestClientSessionFollowsServerChanges(t *testing.T) {
 	listenServer(t, addr, ServerOptions{ServerID: "s2"}, ServerHandler{})
 	require.Eventually(t, func() bool { return c.Session().ServerID == "s2" }, waitFor, 5*time.Millisecond)
 	assert.Equal(t, uint64(2), c.Session().Seq, "a server change starts a new session")
+}
+
+// A server that never answers is reported at warning once, not at every
+// reconnection.
+func TestClientReportsASilentServerOnce(t *testing.T) {
+	srv := newScriptServer(t, "127.0.0.1:0") // answers nothing
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	c := dialClient(t, srv.r.Addr().String(), ClientOptions{
+		PingInterval: 5 * time.Millisecond, ServerTimeout: 20 * time.Millisecond, Logger: log,
+	}, ClientHandler{})
+	count := func() (warnings, debugs int) {
+		for _, e := range hook.AllEntries() {
+			switch {
+			case e.Level == logrus.WarnLevel && e.Message == "server silent; reconnecting":
+				warnings++
+			case e.Level == logrus.DebugLevel && e.Message == "server still silent; reconnecting":
+				debugs++
+			}
+		}
+		return warnings, debugs
+	}
+	require.Eventually(t, func() bool { _, d := count(); return d >= 2 }, waitFor, 5*time.Millisecond,
+		"the client reconnects again and again")
+	w, _ := count()
+	assert.Equal(t, 1, w, "said at warning once")
+	assert.GreaterOrEqual(t, c.Stats().Reconnects, uint64(3))
 }
