@@ -19,8 +19,11 @@ import (
 //   - containers of the agents it hosts, and containers its agents stand
 //     by for (the HA standby claims a container when its removal is
 //     announced);
-//   - containers of a kind, or of a uuid, that a get of the client failed
-//     to obtain lately (it is waiting: WaitTTL);
+//   - the container of a uuid that a get of the client failed to obtain
+//     lately (it is waiting: WaitTTL). A get waiting for a kind wakes on
+//     the agent entries, which every such client receives: sending it the
+//     containers of the kind would send, when every container is of one
+//     kind, every container event to every client whose get failed once;
 //   - what it subscribed to (Watch): everything, kinds, uuids.
 //
 // Other clients (every TS 0.7 client) are sent the whole batch, as the
@@ -245,8 +248,9 @@ func (n *Network) Subscription(clientID ClientID) (Subscription, bool) {
 
 // GetFailed records that a get of the client for kind (and uuid) failed:
 // the client will ask again, and until then, for WaitTTL, it receives the
-// events of containers of that kind and uuid. The oldest wait goes beyond
-// the limit.
+// events of the container of that uuid (the kind's wait is counted, and
+// served by the agent entries every client receives). The oldest wait
+// goes beyond the limit.
 func (n *Network) GetFailed(clientID ClientID, kind string, uuid ContainerUUID) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -394,14 +398,16 @@ func (n *Network) SweepDelivery() (Delivery, []Termination) {
 	// last[id] is the last entry index given to id: entries are visited
 	// in order, so a repeat is always the latest one.
 	last := map[ClientID]int{}
-	for i, ce := range ev.Containers {
-		give := func(id ClientID) {
-			if j, ok := last[id]; ok && j == i {
-				return
-			}
-			last[id] = i
-			d.Containers[id] = append(d.Containers[id], i)
+	cur := 0
+	give := func(id ClientID) {
+		if j, ok := last[id]; ok && j == cur {
+			return
 		}
+		last[id] = cur
+		d.Containers[id] = append(d.Containers[id], cur)
+	}
+	for i, ce := range ev.Containers {
+		cur = i
 		uuid := ce.Container.UUID
 		for _, id := range st.removed[uuid] {
 			give(id)
@@ -416,9 +422,6 @@ func (n *Network) SweepDelivery() (Delivery, []Termination) {
 			give(id)
 		}
 		for id := range st.subKind[ce.Container.Kind] {
-			give(id)
-		}
-		for id := range st.waitKind[ce.Container.Kind] {
 			give(id)
 		}
 		for id := range st.all {

@@ -65,7 +65,10 @@ func TestDeliverySubscriptionsAndWaits(t *testing.T) {
 	h.register(clientA, agentA, []string{"k1", "k2", "k4"}, record(agentA, "x", "k1"), record(agentA, "y", "k2"), record(agentA, "z", "k4"))
 	d, _ := h.net.SweepDelivery()
 	assert.Equal(t, []string{"y:added"}, entriesFor(d, "s"))
-	assert.Equal(t, []string{"z:added"}, entriesFor(d, "w"), "k1's wait was dropped")
+	assert.Empty(t, entriesFor(d, "w"), "a kind's wait is served by agent entries, not the kind's containers")
+	h.register(clientA, agentA, []string{"k1", "k2", "k4"}, record(agentA, "x", "k1"), record(agentA, "y", "k2"), record(agentA, "z", "k4"), record(agentA, "u9", "k4"))
+	d, _ = h.net.SweepDelivery()
+	assert.Equal(t, []string{"u9:added"}, entriesFor(d, "w"), "the uuid a get waits for")
 
 	h.net.GetSucceeded("w", "k4", "u9")
 	assert.Equal(t, 0, h.net.InterestStats().Waits)

@@ -159,21 +159,22 @@ func TestInterestWatchSubscriptions(t *testing.T) {
 	assert.Equal(t, []network.ContainerUUID{"x1"}, sub.UUIDs)
 }
 
-// A get that failed keeps its client interested in the kind it waits
-// for: the container events of that kind reach it, until a get succeeds.
+// A get that failed keeps its client interested in the uuid it waits for
+// (the agent entries serve the kind), until a get succeeds.
 func TestInterestFailedGetWaitsForItsKind(t *testing.T) {
 	rs := startHostileServer(t)
 	addr := rs.s.Addr().String()
 	ic := dialRawConn(t, "interest", addr)
 	helloInterest(t, ic, "waiter")
-	m := rawRequest(t, ic, "g1", "gg", map[string]any{"kind": "late", "request": map[string]any{}})
+	m := rawRequest(t, ic, "g1", "gg", map[string]any{"kind": "late", "request": map[string]any{"uuid": "l1"}})
 	require.Equal(t, backrpc.OpResponseError, m.Op)
-	assert.Equal(t, 1, rs.s.Stats().Interest.Waits)
+	assert.Equal(t, 2, rs.s.Stats().Interest.Waits, "the kind and the uuid")
 
 	agent := dialRawConn(t, "agent", addr)
 	helloAsking(t, agent, "agent-client", 30)
-	require.Equal(t, backrpc.OpResponse, rawRequest(t, agent, "r1", "ar", registration("a1", "late", "l1")).Op)
+	require.Equal(t, backrpc.OpResponse, rawRequest(t, agent, "r1", "ar", registration("a1", "late", "l1", "l2")).Op)
 	require.Eventually(t, func() bool { return contains(seen(t, ic), "l1:added") }, answerWait, 10*time.Millisecond)
+	assert.Equal(t, []string{"l1:added"}, seen(t, ic), "not the kind's other containers")
 
 	m = rawRequest(t, ic, "g2", "gg", map[string]any{"kind": "late", "request": map[string]any{"uuid": "l1"}})
 	require.Equal(t, backrpc.OpResponse, m.Op, "%s", m.Payload)
