@@ -94,6 +94,10 @@ fmt-check:
 bench *ARGS:
     tests/bench/run "$@"
 
+# One scale run of this tree: [--hog] [--pprof FILE] [CLIENTS CONTAINERS AGENTS [FOR]] (default 10000 100000 100 10s)
+bench-scale *ARGS:
+    tests/bench/scale --build "$@"
+
 # Recompute nix/vendor-hash.json after go.mod/go.sum changed
 vendor-hash *ARGS:
     ./nix/vendor-hash "$@"

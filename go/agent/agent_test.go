@@ -285,7 +285,13 @@ func TestStatelessTerminatedByNetworkIsKeptAndReclaimed(t *testing.T) {
 	ref, err := c.Get(ctx, "leader", client.GetOptions{UUID: "leader-1"})
 	require.NoError(t, err)
 	// Released and unused, the network terminates it (ct) and forgets it;
-	// a pinned HA container is kept running and registered again.
+	// a pinned HA container is kept running and registered again. The
+	// observer no longer holds it: it subscribes to its events.
+	defer c.Subscribe(client.Subscription{UUIDs: []network.ContainerUUID{"leader-1"}})()
+	require.Eventually(t, func() bool {
+		sub, _ := s.Network().Subscription(network.ClientID(c.ID()))
+		return len(sub.UUIDs) == 1
+	}, waitFor, 10*time.Millisecond)
 	removed := make(chan struct{}, 1)
 	unsub := c.OnEvent(func(ev network.Event) {
 		for _, ce := range ev.Containers {

@@ -423,7 +423,7 @@ func TestAgentOnTSServerLeavesNoGhosts(t *testing.T) {
 		_ = a.Close(cctx)
 	})
 	require.NoError(t, a.Attach(ctx, host))
-	assert.Zero(t, host.Session().Hello, "the server announces nothing")
+	assert.Empty(t, host.Session().Hello.Capabilities, "the server announces nothing")
 
 	const containers = 3
 	started := map[string]bool{}

@@ -138,7 +138,10 @@ func (s *Server) finishRequest(ss *session, info ClientInfo, id, method string, 
 	}
 
 	s.mu.Lock()
-	delete(ss.inflight, id)
+	if _, ok := ss.inflight[id]; ok {
+		delete(ss.inflight, id)
+		s.overload.inflight--
+	}
 	peer := info.Peer
 	if cur := s.byID[info.ID]; cur != nil {
 		peer = cur.info.Peer // it may have reconnected meanwhile

@@ -82,6 +82,10 @@ type ServerOptions struct {
 	// MaxInflight bounds a client's concurrent requests; beyond it the
 	// request is answered "retry 1". Default 1024.
 	MaxInflight int
+	// MaxServerInflight bounds the requests in flight over all clients;
+	// beyond it a request is answered "retry 1" at once (see overload.go).
+	// Default DefaultMaxServerInflight.
+	MaxServerInflight int
 	// DrainTimeout bounds how long Close waits for running handlers.
 	// Default 5s.
 	DrainTimeout time.Duration
@@ -115,6 +119,9 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	}
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = DefaultMaxInflight
+	}
+	if o.MaxServerInflight <= 0 {
+		o.MaxServerInflight = DefaultMaxServerInflight
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = DefaultDrainTimeout
@@ -288,6 +295,9 @@ type Server struct {
 	detached *list.List
 	calls    map[string]*call
 	callSeq  uint64
+	// overload is the server-wide bound on requests in flight
+	// (overload.go); guarded by mu.
+	overload overloadState
 
 	hellos, pings, requests, duplicates, retries, bad, handlerErrs, closes, timeouts, callsSent atomic.Uint64
 	aliveCapped, refusedHellos, evictions                                                       atomic.Uint64
@@ -699,11 +709,17 @@ func (s *Server) onRequest(peer transport.PeerID, ss *session, m Message) {
 		s.send(peer, OpRetry, m.ID, []byte(retryOne))
 		return
 	}
+	if s.overloadedLocked(ss) {
+		s.mu.Unlock()
+		s.send(peer, OpRetry, m.ID, []byte(retryOne))
+		return
+	}
 	if s.closing {
 		s.mu.Unlock()
 		return
 	}
 	ss.inflight[m.ID] = struct{}{}
+	s.overload.inflight++
 	info := ss.info
 	s.handlers.Add(1)
 	s.mu.Unlock()

@@ -67,6 +67,7 @@ type options struct {
 	eventBuffer      int
 	logger           logrus.FieldLogger
 	capabilities     []string
+	capsSet          bool
 }
 
 // Option configures Dial.
@@ -108,11 +109,13 @@ func WithReacquireTimeout(d time.Duration) Option {
 	return func(o *options) { o.reacquireTimeout = d }
 }
 
-// WithCapabilities announces protocol extensions in the client's hellos
-// (backrpc.HelloInfo), besides the ones the client itself uses (operator
-// commands and streams), which it always announces.
+// WithCapabilities sets the protocol extensions announced in the client's
+// hellos (backrpc.HelloInfo) besides the ones the client itself uses
+// (operator commands and streams), which it always announces; default
+// backrpc.CapInterest (events by interest, see Subscription).
+// WithCapabilities() turns events by interest off.
 func WithCapabilities(caps ...string) Option {
-	return func(o *options) { o.capabilities = append([]string(nil), caps...) }
+	return func(o *options) { o.capabilities, o.capsSet = append([]string(nil), caps...), true }
 }
 
 // WithEventBuffer sets the size of the channels returned by Events and
@@ -159,6 +162,7 @@ type Client struct {
 	changes    uint64                   // server changes seen
 	kindWake   map[string]chan struct{} // closed when an agent offering the kind appears
 	uuidWake   map[string]chan struct{} // closed when a container of the uuid appears
+	watch      watchState               // subscriptions (subscribe.go)
 }
 
 // Dial starts a session with the network server at addr ("HOST:PORT" or
@@ -178,6 +182,9 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	}
 	if o.clientID == "" {
 		o.clientID = uuid.NewString()
+	}
+	if !o.capsSet {
+		o.capabilities = []string{backrpc.CapInterest}
 	}
 	if o.logger == nil {
 		l := logrus.New()
@@ -209,10 +216,13 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		conns:      map[*Connection]struct{}{},
 		kindWake:   map[string]chan struct{}{},
 		uuidWake:   map[string]chan struct{}{},
+		watch:      watchState{kick: make(chan struct{}, 1)},
 	}
 	// Following references comes first, before any user handler sees the
 	// event.
 	c.events.first = c.followEvent
+	c.events.merge = mergeQueued
+	c.events.mergeAt = mergeEventsAt
 	rpc, err := backrpc.Dial(addr, c.rpcOptions(o.clientID), backrpc.ClientHandler{
 		HandleRequest:   c.handleBackRequest,
 		OnEvent:         c.onRawEvent,
@@ -225,6 +235,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("dial network %s: %w", addr, err)
 	}
 	c.rpc = rpc
+	c.goWorker(func() { c.watchLoop(c.watch.kick) })
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
@@ -393,8 +404,12 @@ func (c *Client) OnEvent(fn func(network.Event)) (unsubscribe func()) {
 // Events returns a channel of the network events that arrive from its
 // first call on, closed when the client closes. Events are dropped when it
 // is full (see WithEventBuffer, DroppedEvents); a client that never calls
-// Events pays nothing for it.
-func (c *Client) Events() <-chan network.Event { return c.events.channel() }
+// Events pays nothing for it. Its first call subscribes to every event
+// (Subscribe) on a server that delivers by interest.
+func (c *Client) Events() <-chan network.Event {
+	c.subscribeAll()
+	return c.events.channel()
+}
 
 // DroppedEvents counts the events the Events channel had no room for.
 func (c *Client) DroppedEvents() uint64 { return c.events.dropped.Load() }
@@ -513,6 +528,7 @@ func (c *Client) onServerChanged(ctx context.Context, serverID string) {
 // resync tells the server again what it must know of us: the agents we
 // host, then the references we hold.
 func (c *Client) resync(ctx context.Context) {
+	c.kickWatch() // a new server knows nothing of our subscriptions
 	hosts := c.hostList()
 	var wg sync.WaitGroup
 	for _, h := range hosts {

@@ -24,7 +24,11 @@ type queue[T any] struct {
 	ch       chan T // created by channel(); closed when run returns
 	chSize   int
 	done     bool
-	dropped  atomic.Uint64
+	// merge, when set, folds the undelivered values into fewer once
+	// there are mergeAt of them (a slow consumer).
+	merge   func([]queued[T]) []queued[T]
+	mergeAt int
+	dropped atomic.Uint64
 }
 
 // queued is a value; an internal one (a partial value only the owner
@@ -59,6 +63,9 @@ func (q *queue[T]) add(it queued[T]) {
 		return
 	}
 	q.items = append(q.items, it)
+	if q.merge != nil && len(q.items) >= q.mergeAt {
+		q.items = q.merge(q.items)
+	}
 	q.mu.Unlock()
 	select {
 	case q.signal <- struct{}{}:

@@ -67,6 +67,12 @@
 // their newer data). A removal followed by an addition becomes an update for
 // a container (holders follow it) and an addition for an agent.
 //
+// Interest (interest.go): a client marked with SetInterest receives, of each
+// batch, the agent entries and the container entries that concern it (its
+// references, its agents' containers and standbys, kinds and uuids its
+// failed gets wait for, its Watch subscription); SweepDelivery says which.
+// The others receive the whole batch, as in the reference.
+//
 // # Differences from the TypeScript reference
 //
 // Deliberate, and invisible to an unmodified 0.7 peer except as fixes:

@@ -239,6 +239,9 @@ type Network struct {
 	refusedClaims, failovers, unreachableRoutes atomic.Uint64
 	// limits per kind and routed requests in flight per kind (limits.go).
 	limits kindLimiter
+
+	// interest indexes who receives which events (interest.go).
+	interest interestState
 }
 
 // New returns an empty network.
@@ -709,6 +712,7 @@ func (n *Network) removeContainerLocked(c *container) {
 	delete(c.agent.containers, uuid)
 	delete(n.orphans, uuid)
 	n.unindexKindLocked(c)
+	n.noteRemovedLocked(c)
 	for id := range c.refs {
 		if cl := n.clients[id]; cl != nil {
 			delete(cl.refs, uuid)
@@ -1028,11 +1032,12 @@ func (n *Network) reachableLocked(a *agent) bool {
 }
 
 // RouteTarget returns where a request to the container goes, for a glue that
-// wants to forward the raw bytes itself.
+// wants to forward the raw bytes itself; false for an unknown container or
+// one whose agent is unreachable (Route gives the error for either).
 func (n *Network) RouteTarget(uuid ContainerUUID) (AgentTarget, bool) {
 	n.mu.RLock()
 	c := n.containers[uuid]
-	if c == nil {
+	if c == nil || !n.reachableLocked(c.agent) {
 		n.mu.RUnlock()
 		return AgentTarget{}, false
 	}
@@ -1178,6 +1183,12 @@ func (n *Network) Tick(ctx context.Context) Event {
 func (n *Network) Sweep() (Event, []Termination) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	ev, terms := n.sweepLocked()
+	clear(n.interest.removed)
+	return ev, terms
+}
+
+func (n *Network) sweepLocked() (Event, []Termination) {
 	now := n.clock.Now()
 	var dead []*agent
 	for _, a := range n.agents {

@@ -25,8 +25,9 @@ const (
 
 // capabilities are what the server announces in its hello answer. A
 // repeated ar updates an agent's containers and keeps the ones it already
-// had (state publishing).
-var capabilities = []string{backrpc.CapOps, backrpc.CapStatePublish, backrpc.CapStream}
+// had (state publishing); events go by interest to clients that announce
+// it (interest.go).
+var capabilities = []string{backrpc.CapInterest, backrpc.CapOps, backrpc.CapStatePublish, backrpc.CapStream}
 
 // TerminateResult answers MethodTerminate.
 type TerminateResult struct {

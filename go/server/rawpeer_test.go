@@ -46,7 +46,7 @@ func tsHello(t *testing.T, c *rawConn, srv *Server, clientID string) {
 	require.Equal(t, srv.ID(), m.ID)
 	// The reference's answer is empty; ours says what was granted and
 	// what the server supports, which a TS 0.7 client never reads.
-	require.Equal(t, `{"aliveTimeout":3,"capabilities":["state"]}`, string(m.Payload))
+	require.Equal(t, `{"aliveTimeout":3,"capabilities":["interest","ops","state","stream"]}`, string(m.Payload))
 }
 
 // tsRequest sends a three-frame request and returns the answer to its id.

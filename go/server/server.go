@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -40,6 +41,14 @@ type Options struct {
 	// once per alive timeout, which delays failover by up to that much.)
 	CheckInterval time.Duration
 	MaxInflight   int // 1024
+	// MaxServerInflight bounds the requests in flight over all clients;
+	// beyond it requests are answered retry
+	// (backrpc.DefaultMaxServerInflight).
+	MaxServerInflight int
+	// MaxSubscriptions bounds the kinds and uuids a client may watch, and
+	// the failed gets it is kept interested in
+	// (network.DefaultMaxSubscriptions).
+	MaxSubscriptions int
 	// CallTimeout bounds one back-request to an agent. Default 30s.
 	CallTimeout time.Duration
 	Transport   transport.Options
@@ -75,6 +84,11 @@ func (o Options) withDefaults() Options {
 type Stats struct {
 	Network network.Stats
 	RPC     backrpc.ServerStats
+	// Interest counts interest delivery; Overload the server-wide bound
+	// on requests in flight.
+	Interest       network.InterestStats
+	Overload       backrpc.OverloadStats
+	RefusedWatches uint64
 }
 
 // Server is a network server: bind it with Listen or Serve, then Run it.
@@ -92,6 +106,8 @@ type Server struct {
 
 	// kick asks Run for a check now (a failover queued events).
 	kick chan struct{}
+
+	refusedWatches atomic.Uint64
 }
 
 // New creates a server; nothing is bound yet.
@@ -108,16 +124,19 @@ func New(opts Options) *Server {
 		Logger:        opts.Logger,
 		Limits:        opts.KindLimits,
 	})
+	s.net.SetMaxSubscriptions(opts.MaxSubscriptions)
 	s.rpc = backrpc.NewServer(backrpc.ServerOptions{
 		AliveTimeout:        opts.AliveTimeout,
 		MaxAliveTimeout:     opts.MaxAliveTimeout,
 		MaxClientIDLen:      opts.MaxClientIDLen,
 		MaxDetachedSessions: opts.MaxDetachedSessions,
-		PingInterval:        opts.PingInterval,
-		MaxInflight:         opts.MaxInflight,
-		Transport:           opts.Transport,
-		Logger:              opts.Logger,
-		Capabilities:        capabilities,
+		// Events go by interest to clients that announce it (interest.go).
+		MaxServerInflight: opts.MaxServerInflight,
+		PingInterval:      opts.PingInterval,
+		MaxInflight:       opts.MaxInflight,
+		Transport:         opts.Transport,
+		Logger:            opts.Logger,
+		Capabilities:      capabilities,
 	}, backrpc.ServerHandler{
 		HandleRequest:       s.handle,
 		HandleRequestAsync:  s.handleAsync,
@@ -128,15 +147,21 @@ func New(opts Options) *Server {
 				s.checkSoon()
 			}
 		},
-		OnClientClosed:  func(c backrpc.ClientInfo) { s.net.ClientGone(network.ClientID(c.ID)) },
-		OnClientTimeout: func(c backrpc.ClientInfo) { s.net.ClientGone(network.ClientID(c.ID)) },
+		OnClientClosed:  s.clientGone,
+		OnClientTimeout: s.clientGone,
 		OnPing:          func(c backrpc.ClientInfo) { s.net.ClientSeen(network.ClientID(c.ID)) },
 	})
 	return s
 }
 
+func (s *Server) clientGone(c backrpc.ClientInfo) {
+	s.net.ClientGone(network.ClientID(c.ID))
+	s.net.DropInterest(network.ClientID(c.ID))
+}
+
 func (s *Server) clientConnected(c backrpc.ClientInfo) {
 	id := network.ClientID(c.ID)
+	s.net.SetInterest(id, c.Hello.Has(backrpc.CapInterest))
 	s.net.ClientConnected(id)
 	s.net.ClientSeen(id)
 	s.net.SetClientAliveTimeout(id, c.AliveTimeout)
@@ -170,7 +195,12 @@ func (s *Server) ID() string { return s.rpc.ID() }
 func (s *Server) Network() *network.Network { return s.net }
 
 // Stats returns the current counts.
-func (s *Server) Stats() Stats { return Stats{Network: s.net.Stats(), RPC: s.rpc.Stats()} }
+func (s *Server) Stats() Stats {
+	return Stats{
+		Network: s.net.Stats(), RPC: s.rpc.Stats(),
+		Interest: s.net.InterestStats(), Overload: s.rpc.Overload(), RefusedWatches: s.refusedWatches.Load(),
+	}
+}
 
 // Run performs the periodic check until ctx ends, then shuts the server
 // down (bounded by shutdownTimeout) and returns.
@@ -199,11 +229,9 @@ func (s *Server) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 // the events nor the next check (the reference sends the removal with the
 // ct, not after its answer).
 func (s *Server) Check(ctx context.Context) {
-	ev, terms := s.net.Sweep()
-	if !ev.Empty() {
-		if _, err := s.rpc.Broadcast(ev); err != nil {
-			s.log.WithError(err).Warn("broadcast network event")
-		}
+	d, terms := s.net.SweepDelivery()
+	if !d.Event.Empty() {
+		s.deliver(d)
 	}
 	if len(terms) == 0 {
 		return
@@ -285,6 +313,7 @@ func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string
 			return nil, fmt.Errorf("gg: %w", err)
 		}
 		uuid, ref, err := s.net.Get(ctx, client, p.Kind, p.Request)
+		s.noteGet(c, p, err)
 		if err != nil {
 			return nil, err
 		}
@@ -302,6 +331,9 @@ func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string
 			return nil, err
 		}
 		return s.net.Route(ctx, uuid, op, data)
+	}
+	if res, ok, err := s.handleInterestExtension(c, method, params); ok {
+		return res, err
 	}
 	if res, ok, err := s.handleExtension(ctx, c, method, params); ok {
 		return res, err

@@ -22,6 +22,7 @@ import (
 	"github.com/huly-net/huly-net/go/internal/logsetup"
 	"github.com/huly-net/huly-net/go/internal/systemd"
 	"github.com/huly-net/huly-net/go/internal/version"
+	"github.com/huly-net/huly-net/go/network"
 	"github.com/huly-net/huly-net/go/server"
 	"github.com/huly-net/huly-net/go/transport"
 )
@@ -40,6 +41,8 @@ type Config struct {
 	MaxDetachedSessions int             `json:"max_detached_sessions" usage:"sessions kept for disconnected clients waiting to come back; beyond it the oldest is dropped"`
 	MaxFrameSize        int64           `json:"max_frame_size" usage:"largest accepted frame in bytes; a peer announcing more is disconnected"`
 	MaxInflight         int             `json:"max_inflight" usage:"requests in flight per client before it is told to retry"`
+	MaxServerInflight   int             `json:"max_server_inflight" usage:"requests in flight over all clients before new ones are told to retry (overload)"`
+	MaxSubscriptions    int             `json:"max_subscriptions" usage:"kinds and uuids a client may watch (and failed gets it is kept waiting for) when it receives events by interest"`
 	HandshakeTimeout    config.Duration `json:"handshake_timeout" usage:"time a new connection has to complete the ZMTP handshake"`
 	SendQueue           int             `json:"send_queue" usage:"messages queued per client before a client that stopped reading is disconnected"`
 	ShutdownTimeout     config.Duration `json:"shutdown_timeout" usage:"time to finish requests in flight on SIGTERM"`
@@ -70,6 +73,8 @@ func defaults() *Config {
 		MaxDetachedSessions: backrpc.DefaultMaxDetachedSessions,
 		MaxFrameSize:        transport.DefaultMaxFrameSize,
 		MaxInflight:         1024,
+		MaxServerInflight:   backrpc.DefaultMaxServerInflight,
+		MaxSubscriptions:    network.DefaultMaxSubscriptions,
 		HandshakeTimeout:    config.Duration(transport.DefaultHandshakeTimeout),
 		SendQueue:           transport.DefaultSendQueue,
 		ShutdownTimeout:     config.Duration(5 * time.Second),
@@ -117,6 +122,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxFrameSize < 1024 {
 		errs = append(errs, fmt.Errorf("max_frame_size: must be at least 1024 bytes, got %d", c.MaxFrameSize))
+	}
+	if c.MaxServerInflight < 1 {
+		errs = append(errs, fmt.Errorf("max_server_inflight: must be at least 1, got %d", c.MaxServerInflight))
+	}
+	if c.MaxSubscriptions < 1 {
+		errs = append(errs, fmt.Errorf("max_subscriptions: must be at least 1, got %d", c.MaxSubscriptions))
 	}
 	if c.MaxInflight < 1 {
 		errs = append(errs, fmt.Errorf("max_inflight: must be at least 1, got %d", c.MaxInflight))
@@ -250,6 +261,8 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 		MaxDetachedSessions: cfg.MaxDetachedSessions,
 		MaxInflight:         cfg.MaxInflight,
 		KindLimits:          cfg.mustKindLimits(),
+		MaxServerInflight:   cfg.MaxServerInflight,
+		MaxSubscriptions:    cfg.MaxSubscriptions,
 		Transport: transport.Options{
 			MaxFrameSize:     cfg.MaxFrameSize,
 			HandshakeTimeout: cfg.HandshakeTimeout.D(),
@@ -317,7 +330,9 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 		"max_client_id_length":  cfg.MaxClientIDLen,
 		"max_detached_sessions": cfg.MaxDetachedSessions,
 
-		"max_connections": maxConnections(cfg),
+		"max_connections":     maxConnections(cfg),
+		"max_server_inflight": cfg.MaxServerInflight,
+		"max_subscriptions":   cfg.MaxSubscriptions,
 	}).Info("huly-network ready")
 	notifier.Ready()
 	status := func() {

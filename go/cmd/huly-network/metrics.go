@@ -52,6 +52,13 @@ var metricDefs = []metricDef{
 	{"huly_network_unreachable_routes_total", "Requests refused because the container's agent was unreachable.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Network.UnreachableRoutes) }},
 	{"huly_network_refused_agent_claims_total", "ar and au refused for an agent another live session registered.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Network.RefusedClaims) }},
 	{"huly_network_failovers_total", "Stateless containers left to a standby when their owner's connection went.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Network.Failovers) }},
+	{"huly_network_requests_in_flight", "Requests in flight over all clients (bounded by max_server_inflight).", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Overload.Inflight) }},
+	{"huly_network_overload_retries_total", "Requests answered retry because max_server_inflight was reached.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Overload.Refused) }},
+	{"huly_network_interest_clients", "Clients that receive events by interest.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Interest.Clients) }},
+	{"huly_network_subscriptions", "Kinds and uuids watched by clients that receive events by interest.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Interest.Subscriptions) }},
+	{"huly_network_get_waits", "Kinds and uuids failed gets keep their clients interested in.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Interest.Waits) }},
+	{"huly_network_get_waits_dropped_total", "Waits of failed gets forgotten beyond max_subscriptions.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Interest.WaitsDropped) }},
+	{"huly_network_refused_watches_total", "Watches refused for more kinds and uuids than max_subscriptions.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RefusedWatches) }},
 	{"huly_network_accept_errors_total", "Failed accepts (e.g. out of file descriptors).", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.AcceptErrors) }},
 
 	{"huly_network_connections", "Open connections, handshaking or established (bounded by max_connections).", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.Connections) }},

@@ -221,6 +221,37 @@ func TestWatchSeesEvents(t *testing.T) {
 	assert.Equal(t, 0, p.stop(t, syscall.SIGINT))
 }
 
+// watch --uuid shows the container it names and nothing of another one
+// changing in the same batches; the server knows the subscription.
+func TestWatchWithASubscription(t *testing.T) {
+	n := startEchoNetwork(t)
+	p := startCtl(t, "--network", n.addr, "--json", "watch", "--uuid", "wanted-1")
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "watching") },
+		waitFor, clienttest.PingInterval)
+	c := clienttest.Dial(t, n.addr)
+	ctx := clienttest.Ctx(t)
+	_, err := c.Get(ctx, "echo", client.GetOptions{UUID: "other-1"})
+	require.NoError(t, err)
+	_, err = c.Get(ctx, "echo", client.GetOptions{UUID: "wanted-1"})
+	require.NoError(t, err)
+	_, err = c.Get(ctx, "echo", client.GetOptions{UUID: "other-2"})
+	require.NoError(t, err)
+	line := p.lineMatching(t, "wanted-1")
+	var ev watchLine
+	require.NoError(t, json.Unmarshal([]byte(line), &ev))
+	require.Len(t, ev.Containers, 1, "only what it subscribed to: %s", line)
+	assert.Equal(t, network.ContainerUUID("wanted-1"), ev.Containers[0].Container.UUID)
+	assert.Equal(t, 1, n.srv.Stats().Interest.Subscriptions, "the server filters for it")
+	assert.Equal(t, 0, p.stop(t, syscall.SIGINT))
+	for {
+		l, ok := <-p.lines
+		if !ok {
+			break
+		}
+		assert.NotContains(t, l, "other-", "a container it did not subscribe to")
+	}
+}
+
 func TestWatchHuman(t *testing.T) {
 	n := startEchoNetwork(t)
 	p := startCtl(t, "--network", n.addr, "watch")
@@ -236,7 +267,10 @@ func TestBench(t *testing.T) {
 	n := startEchoNetwork(t)
 	var mu sync.Mutex
 	seen := map[network.ContainerUUID]bool{}
-	clienttest.Dial(t, n.addr).OnEvent(func(ev network.Event) {
+	obs := clienttest.Dial(t, n.addr)
+	defer obs.Subscribe(client.Subscription{All: true})()
+	require.NoError(t, obs.WaitSubscribed(clienttest.Ctx(t)))
+	obs.OnEvent(func(ev network.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, ce := range ev.Containers {

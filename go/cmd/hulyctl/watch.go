@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/huly-net/huly-net/go/client"
 	"github.com/huly-net/huly-net/go/network"
 )
 
@@ -20,7 +21,8 @@ type watchLine struct {
 }
 
 func (a *app) watchCommand() *cobra.Command {
-	return &cobra.Command{
+	var kinds, uuids []string
+	cmd := &cobra.Command{
 		Use:   "watch",
 		Short: "Stream network events until Ctrl-C",
 		Long: `Print the network's events as they arrive, until Ctrl-C or SIGTERM: agents
@@ -28,7 +30,11 @@ and containers added, updated and removed. Without --json one line per
 agent or container; with --json one JSON object per event:
 {"time", "agents": [{"id","kinds","event"}], "containers": [{"container","event"}]},
 event 0 added, 1 updated, 2 removed. The session reconnects by itself when
-the server restarts.`,
+the server restarts.
+
+Without --kind and --uuid every event is shown. With them, only the
+containers of those kinds and uuids (and the agents offering those kinds);
+a network server that delivers events by interest then sends only those.`,
 		Args: exactArgs(0),
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -44,10 +50,17 @@ the server restarts.`,
 				failed  error
 				failure = make(chan struct{})
 			)
+			sub := client.Subscription{All: len(kinds) == 0 && len(uuids) == 0, Kinds: kinds}
+			for _, u := range uuids {
+				sub.UUIDs = append(sub.UUIDs, network.ContainerUUID(u))
+			}
 			unsubscribe := c.OnEvent(func(ev network.Event) {
 				mu.Lock()
 				defer mu.Unlock()
 				if failed != nil {
+					return
+				}
+				if ev = client.FilterEvent(sub, ev); ev.Empty() {
 					return
 				}
 				if err := a.printEvent(time.Now(), ev); err != nil {
@@ -56,6 +69,10 @@ the server restarts.`,
 				}
 			})
 			defer unsubscribe()
+			defer c.Subscribe(sub)()
+			if err := c.WaitSubscribed(ctx); err != nil {
+				return err
+			}
 			fmt.Fprintf(a.stderr, "hulyctl: watching %s (server %s) until Ctrl-C\n", a.network, c.ServerID())
 			select {
 			case <-ctx.Done():
@@ -67,6 +84,9 @@ the server restarts.`,
 			}
 		}),
 	}
+	cmd.Flags().StringSliceVar(&kinds, "kind", nil, "show only containers of this kind (repeatable)")
+	cmd.Flags().StringSliceVar(&uuids, "uuid", nil, "show only the container of this uuid (repeatable)")
+	return cmd
 }
 
 func (a *app) printEvent(at time.Time, ev network.Event) error {
