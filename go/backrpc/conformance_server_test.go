@@ -35,7 +35,13 @@ import (
 //   - a request whose payload is not JSON, or that has no payload frame, is
 //     answered with responseError (the reference stays silent);
 //   - retry carries 1, not the in-flight count (scenario 07 runs with
-//     MaxInflight 26, the reference's effective limit, to draw it at all).
+//     MaxInflight 26, the reference's effective limit, to draw it at all);
+//   - a session dropped for silence is sent askHello at once, and the
+//     connection of a session that ends (silence or close) is closed: the
+//     replay waits for its raw peer to reconnect;
+//   - the hello answer carries {"aliveTimeout":N} with the alive timeout
+//     granted and the server's capabilities, where the reference's payload
+//     is empty (its clients never read it).
 
 func TestTranscriptReplayAgainstServer(t *testing.T) {
 	for _, f := range loadTranscripts(t) {
@@ -268,11 +274,18 @@ func (r *serverReplay) sendOut(t *testing.T, l transcript.Line, i int) {
 		require.Eventually(t, func() bool { _, ok := srv.Client(s.clientID); return !ok },
 			waitFor, 5*time.Millisecond, "%s: client %s not timed out", s.name, s.clientID)
 		s.clientID = ""
-	}
-	if decErr == nil && m.Op == OpClose {
-		s.clientID = ""
+		// Deliberate: the dropped client is told at once (askHello) and
+		// its connection closed; the ping goes on the next one.
+		got := s.peer.recv(t)
+		assert.Equal(t, OpAskHello, got.Op, "line %d: a client dropped for silence is asked to say hello", l.Num)
+		s.peer.waitConnected(t)
 	}
 	s.peer.send(t, body...)
+	if decErr == nil && m.Op == OpClose {
+		// Deliberate: the connection of a closed session is closed.
+		s.clientID = ""
+		s.peer.waitConnected(t)
+	}
 
 	badRequest := (decErr != nil && m.Op == OpRequest && len(body) == 2) ||
 		(decErr == nil && m.Op == OpRequest && !json.Valid(m.Payload))
@@ -337,7 +350,12 @@ func (r *serverReplay) expectIn(t *testing.T, l transcript.Line) bool {
 	default:
 		assert.Equal(t, want.ID, got.ID, where)
 	}
-	if l.Redacted {
+	if want.Op == OpHello && len(want.Payload) == 0 {
+		// Deliberate: the answer says what was granted.
+		h := ParseHelloInfo(got.Payload)
+		assert.Positive(t, h.AliveTimeout, "%s: the hello answer names the alive timeout granted, got %q", where, got.Payload)
+		assert.Equal(t, string(EncodeHelloInfo(h)), string(got.Payload), "%s: the hello answer is a HelloInfo", where)
+	} else if l.Redacted {
 		// Stack text was edited in the capture; compare shape only.
 		assert.Equal(t, jsonShape(want.Payload), jsonShape(got.Payload), where)
 	} else if want.Op == OpResponse || want.Op == OpResponseError {

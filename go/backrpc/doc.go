@@ -25,6 +25,15 @@
 //     client id's session (OnClientClosed).
 //   - Back-requests to a connection that is lost fail at once, and a
 //     response is accepted only from the client the back-request went to.
+//   - The server answers a hello with {"aliveTimeout":N,"capabilities":[...]}
+//     (HelloInfo: the alive timeout granted, capped by MaxAliveTimeout, and
+//     what it supports) where the reference's payload is empty; the
+//     reference client reads only the id frame of that answer.
+//   - A hello whose client id is longer than MaxClientIDLen is answered
+//     with responseError and gets no session. At most MaxDetachedSessions
+//     sessions of disconnected clients are kept. A session that ends
+//     (close, silence, eviction) has its connection closed; one dropped for
+//     silence is sent askHello first.
 //   - A server that is shutting down does not answer the requests its
 //     shutdown cancelled, so that clients resend them to the next server.
 //   - The client resends its pending requests (same ids) after a new server

@@ -1,6 +1,7 @@
 package backrpc
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,7 +27,19 @@ const (
 	// client wait 26 ticks (about 13 s) before it tries again.
 	DefaultMaxInflight  = 1024
 	DefaultDrainTimeout = 5 * time.Second
-	retryOne            = "1" // the retry payload we send: one tick
+	// DefaultMaxAliveTimeout caps the alive timeout a hello may ask for:
+	// a client silent for longer is gone, whatever it asked.
+	DefaultMaxAliveTimeout = 5 * time.Minute
+	// DefaultMaxClientIDLen bounds a hello's client id (a UUID, 36 bytes,
+	// in practice).
+	DefaultMaxClientIDLen = 256
+	// DefaultMaxDetachedSessions bounds the sessions kept for clients
+	// whose connection is gone, waiting for them to come back.
+	DefaultMaxDetachedSessions = 10000
+	// dropGrace is how long the connection of a dropped session (or of a
+	// refused hello) stays open for what was sent last to be written.
+	dropGrace = 100 * time.Millisecond
+	retryOne  = "1" // the retry payload we send: one tick
 )
 
 // Server errors.
@@ -36,6 +49,9 @@ var (
 	ErrClientGone    = errors.New("backrpc: client went away before answering")
 	ErrBadResponse   = errors.New("backrpc: response payload is not JSON")
 	ErrNoHandler     = errors.New("backrpc: no request handler")
+	// ErrClientIDTooLong is the answer to a hello whose client id is
+	// longer than MaxClientIDLen.
+	ErrClientIDTooLong = errors.New("backrpc: client id too long")
 )
 
 // ServerOptions configure a Server. Zero values take the defaults.
@@ -45,6 +61,18 @@ type ServerOptions struct {
 	ServerID string
 	// AliveTimeout applies to clients whose hello names none. Default 3s.
 	AliveTimeout time.Duration
+	// MaxAliveTimeout caps what a hello may ask for; the hello answer
+	// says what was granted. Default 5m.
+	MaxAliveTimeout time.Duration
+	// MaxClientIDLen bounds a hello's client id in bytes; a longer one is
+	// refused (responseError, no session, connection closed). Default 256.
+	MaxClientIDLen int
+	// MaxDetachedSessions bounds the sessions kept for clients whose
+	// connection is gone; beyond it the one detached longest is dropped
+	// (OnClientTimeout). Default 10000.
+	MaxDetachedSessions int
+	// Capabilities are announced in the hello answer (see HelloInfo).
+	Capabilities []string
 	// PingInterval is how often silent clients are looked for. Default 1s.
 	PingInterval time.Duration
 	// MaxInflight bounds a client's concurrent requests; beyond it the
@@ -65,6 +93,18 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	}
 	if o.AliveTimeout <= 0 {
 		o.AliveTimeout = DefaultAliveTimeout
+	}
+	if o.MaxAliveTimeout <= 0 {
+		o.MaxAliveTimeout = DefaultMaxAliveTimeout
+	}
+	if o.AliveTimeout > o.MaxAliveTimeout {
+		o.AliveTimeout = o.MaxAliveTimeout
+	}
+	if o.MaxClientIDLen <= 0 {
+		o.MaxClientIDLen = DefaultMaxClientIDLen
+	}
+	if o.MaxDetachedSessions <= 0 {
+		o.MaxDetachedSessions = DefaultMaxDetachedSessions
 	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = DefaultPingInterval
@@ -90,7 +130,10 @@ func (o ServerOptions) withDefaults() ServerOptions {
 type ClientInfo struct {
 	ID           string           // the client id of its hello
 	Peer         transport.PeerID // its current routing id
-	AliveTimeout time.Duration    // from its hello, or the server default
+	AliveTimeout time.Duration    // granted: its hello's (capped), or the server default
+	// Hello is what the client announced in its latest hello (the alive
+	// timeout it asked for and its capabilities).
+	Hello HelloInfo
 }
 
 // ServerHandler is what a Server calls. Every field is optional; without
@@ -110,8 +153,16 @@ type ServerHandler struct {
 	// another client id on its connection).
 	OnClientClosed func(client ClientInfo)
 	// OnClientTimeout follows the drop of a client silent for longer than
-	// its alive timeout; treat it as a close.
+	// its alive timeout, or of a disconnected client's session evicted
+	// beyond MaxDetachedSessions; treat it as a close.
 	OnClientTimeout func(client ClientInfo)
+	// OnClientDisconnected follows the loss of a client's connection; its
+	// session is kept for it to come back (within its alive timeout), but
+	// nothing sent to it arrives until then.
+	OnClientDisconnected func(client ClientInfo)
+	// OnClientReconnected follows a hello that gave a known client's
+	// session a new connection.
+	OnClientReconnected func(client ClientInfo)
 	// OnPing follows every ping of a known client.
 	OnPing func(client ClientInfo)
 }
@@ -148,6 +199,9 @@ type session struct {
 	info     ClientInfo
 	lastSeen time.Time
 	inflight map[string]struct{}
+	// detached is the session's place in Server.detached while its
+	// connection is gone; nil while connected.
+	detached *list.Element
 }
 
 type callResult struct {
@@ -175,7 +229,17 @@ type ServerStats struct {
 	Closes        uint64
 	Timeouts      uint64
 	Calls         uint64 // back-requests sent
-	Transport     transport.RouterStats
+	// DetachedSessions are kept for clients whose connection is gone.
+	DetachedSessions int
+	// AliveCapped counts hellos that asked for more than MaxAliveTimeout.
+	AliveCapped uint64
+	// RefusedHellos counts hellos refused for a client id longer than
+	// MaxClientIDLen.
+	RefusedHellos uint64
+	// Evictions counts detached sessions dropped beyond
+	// MaxDetachedSessions.
+	Evictions uint64
+	Transport transport.RouterStats
 }
 
 // Server is the ROUTER side of the protocol.
@@ -205,10 +269,14 @@ type Server struct {
 	closing bool
 	byPeer  map[transport.PeerID]*session
 	byID    map[string]*session
-	calls   map[string]*call
-	callSeq uint64
+	// detached lists the sessions without a connection, the one detached
+	// longest first.
+	detached *list.List
+	calls    map[string]*call
+	callSeq  uint64
 
 	hellos, pings, requests, duplicates, retries, bad, handlerErrs, closes, timeouts, callsSent atomic.Uint64
+	aliveCapped, refusedHellos, evictions                                                       atomic.Uint64
 }
 
 // NewServer prepares a server; Listen or Serve starts it.
@@ -216,18 +284,19 @@ func NewServer(opts ServerOptions, h ServerHandler) *Server {
 	opts = opts.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		opts:    opts,
-		h:       h,
-		log:     opts.Logger.WithField("server_id", opts.ServerID),
-		id:      []byte(opts.ServerID),
-		ctx:     ctx,
-		cancel:  cancel,
-		started: make(chan struct{}),
-		bgDone:  make(chan struct{}),
-		pool:    newWorkerPool(),
-		byPeer:  map[transport.PeerID]*session{},
-		byID:    map[string]*session{},
-		calls:   map[string]*call{},
+		opts:     opts,
+		h:        h,
+		log:      opts.Logger.WithField("server_id", opts.ServerID),
+		id:       []byte(opts.ServerID),
+		ctx:      ctx,
+		cancel:   cancel,
+		started:  make(chan struct{}),
+		bgDone:   make(chan struct{}),
+		pool:     newWorkerPool(),
+		byPeer:   map[transport.PeerID]*session{},
+		byID:     map[string]*session{},
+		detached: list.New(),
+		calls:    map[string]*call{},
 	}
 }
 
@@ -349,7 +418,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Stats returns the server's counters.
 func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
-	st := ServerStats{Clients: len(s.byID), CallsInFlight: len(s.calls)}
+	st := ServerStats{Clients: len(s.byID), CallsInFlight: len(s.calls), DetachedSessions: s.detached.Len()}
 	s.mu.Unlock()
 	st.Hellos = s.hellos.Load()
 	st.Pings = s.pings.Load()
@@ -361,6 +430,9 @@ func (s *Server) Stats() ServerStats {
 	st.Closes = s.closes.Load()
 	st.Timeouts = s.timeouts.Load()
 	st.Calls = s.callsSent.Load()
+	st.AliveCapped = s.aliveCapped.Load()
+	st.RefusedHellos = s.refusedHellos.Load()
+	st.Evictions = s.evictions.Load()
 	select {
 	case <-s.started:
 		if s.router != nil {
@@ -433,8 +505,11 @@ func (s *Server) handleMessage(peer transport.PeerID, frames [][]byte) {
 	case OpClose:
 		if ss != nil {
 			s.closes.Add(1)
-			if info, ok := s.drop(ss); ok && s.h.OnClientClosed != nil {
-				s.h.OnClientClosed(info)
+			if info, ok := s.drop(ss); ok {
+				if s.h.OnClientClosed != nil {
+					s.h.OnClientClosed(info)
+				}
+				s.disconnectLater(peer)
 			}
 		}
 	case OpRequest:
@@ -450,12 +525,25 @@ func (s *Server) handleMessage(peer transport.PeerID, frames [][]byte) {
 
 func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 	s.hellos.Add(1)
-	alive, ok := ParseHelloPayload(m.Payload)
-	if !ok {
+	if len(m.ID) > s.opts.MaxClientIDLen {
+		s.refuseHello(peer, m.ID)
+		return
+	}
+	hello := ParseHelloInfo(m.Payload)
+	alive := hello.AliveTimeout
+	if alive <= 0 {
 		alive = s.opts.AliveTimeout
 	}
+	if alive > s.opts.MaxAliveTimeout {
+		s.aliveCapped.Add(1)
+		s.log.WithFields(logrus.Fields{
+			"client": ShortID(m.ID), "peer": fmt.Sprintf("%x", peer),
+			"asked": alive, "max_alive_timeout": s.opts.MaxAliveTimeout,
+		}).Warn("hello asked for an alive timeout above the limit; granting the limit")
+		alive = s.opts.MaxAliveTimeout
+	}
 	var replaced *ClientInfo
-	first := false
+	first, reattached := false, false
 
 	s.mu.Lock()
 	if s.closing {
@@ -475,9 +563,12 @@ func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 		if prev := s.byID[m.ID]; prev != nil {
 			// The same client over a new connection: move the session with
 			// its requests in flight, so their answers reach it there.
-			delete(s.byPeer, prev.info.Peer)
+			if s.byPeer[prev.info.Peer] == prev {
+				delete(s.byPeer, prev.info.Peer)
+			}
 			prev.info.Peer = peer
 			ss = prev
+			reattached = true
 		} else {
 			ss = &session{info: ClientInfo{ID: m.ID, Peer: peer}, inflight: map[string]struct{}{}}
 			s.byID[m.ID] = ss
@@ -485,18 +576,81 @@ func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 		}
 		s.byPeer[peer] = ss
 	}
+	if ss.detached != nil {
+		s.detached.Remove(ss.detached)
+		ss.detached = nil
+		reattached = true
+	}
 	ss.info.AliveTimeout = alive
+	ss.info.Hello = hello
 	ss.lastSeen = now
 	info := ss.info
 	s.mu.Unlock()
 
-	s.send(peer, OpHello, string(s.id), nil)
+	s.send(peer, OpHello, string(s.id), EncodeHelloInfo(HelloInfo{AliveTimeout: alive, Capabilities: s.opts.Capabilities}))
 	if replaced != nil && s.h.OnClientClosed != nil {
 		s.h.OnClientClosed(*replaced)
 	}
-	if first && s.h.OnClientConnected != nil {
+	switch {
+	case first && s.h.OnClientConnected != nil:
 		s.h.OnClientConnected(info)
+	case reattached && s.h.OnClientReconnected != nil:
+		s.h.OnClientReconnected(info)
 	}
+}
+
+// refuseHello answers a hello whose client id is over the limit with an
+// error, keeps no session for it and closes the connection shortly after.
+func (s *Server) refuseHello(peer transport.PeerID, id string) {
+	s.refusedHellos.Add(1)
+	err := fmt.Errorf("%w: %d bytes, the limit is %d", ErrClientIDTooLong, len(id), s.opts.MaxClientIDLen)
+	s.log.WithFields(logrus.Fields{
+		"client": ShortID(id), "peer": fmt.Sprintf("%x", peer),
+		"client_id_length": len(id), "max_client_id_length": s.opts.MaxClientIDLen,
+	}).Warn("refused a hello: client id over the limit; closing the connection")
+	s.send(peer, OpResponseError, "", EncodeErrorPayload(err))
+	s.mu.Lock()
+	ss := s.byPeer[peer]
+	s.mu.Unlock()
+	if ss != nil {
+		// The connection spoke for another client before: that one has
+		// lost it now.
+		s.handleDisconnect(peer)
+	}
+	s.disconnectLater(peer)
+}
+
+// ShortID is a client id cut for a log line.
+func ShortID(id string) string {
+	const max = 40
+	if len(id) > max {
+		return fmt.Sprintf("%s…(%d bytes)", id[:max], len(id))
+	}
+	return id
+}
+
+// disconnecter is the part of a transport.Router that closes a peer's
+// connection.
+type disconnecter interface {
+	Disconnect(peer transport.PeerID)
+}
+
+// disconnectLater closes the connection of a session that was dropped
+// (or never made) after dropGrace, time for what was sent to it to be
+// written, unless a hello on it made a session meanwhile.
+func (s *Server) disconnectLater(peer transport.PeerID) {
+	d, ok := s.out.(disconnecter)
+	if !ok {
+		return
+	}
+	time.AfterFunc(dropGrace, func() {
+		s.mu.Lock()
+		keep := s.byPeer[peer] != nil || s.closing
+		s.mu.Unlock()
+		if !keep {
+			d.Disconnect(peer)
+		}
+	})
 }
 
 func (s *Server) onRequest(peer transport.PeerID, ss *session, m Message) {
@@ -626,9 +780,35 @@ func (s *Server) handleDisconnect(peer transport.PeerID) {
 			failed = append(failed, c)
 		}
 	}
+	var detached *ClientInfo
+	var evicted []ClientInfo
+	if ss := s.byPeer[peer]; ss != nil && ss.detached == nil && !s.closing {
+		delete(s.byPeer, peer)
+		ss.detached = s.detached.PushBack(ss)
+		info := ss.info
+		detached = &info
+		for s.detached.Len() > s.opts.MaxDetachedSessions {
+			old := s.detached.Front().Value.(*session)
+			s.dropLocked(old)
+			evicted = append(evicted, old.info)
+		}
+	}
 	s.mu.Unlock()
 	for _, c := range failed {
 		c.done <- callResult{err: fmt.Errorf("%w: connection lost", ErrClientGone)}
+	}
+	if detached != nil && s.h.OnClientDisconnected != nil {
+		s.h.OnClientDisconnected(*detached)
+	}
+	for _, info := range evicted {
+		s.evictions.Add(1)
+		s.log.WithFields(logrus.Fields{
+			"client": ShortID(info.ID), "peer": fmt.Sprintf("%x", info.Peer),
+			"max_detached_sessions": s.opts.MaxDetachedSessions,
+		}).Warn("dropped the session of a disconnected client: too many disconnected clients kept")
+		if s.h.OnClientTimeout != nil {
+			s.h.OnClientTimeout(info)
+		}
 	}
 }
 
@@ -646,6 +826,10 @@ func (s *Server) drop(ss *session) (ClientInfo, bool) {
 func (s *Server) dropLocked(ss *session) {
 	if s.byPeer[ss.info.Peer] == ss {
 		delete(s.byPeer, ss.info.Peer)
+	}
+	if ss.detached != nil {
+		s.detached.Remove(ss.detached)
+		ss.detached = nil
 	}
 	if s.byID[ss.info.ID] == ss {
 		delete(s.byID, ss.info.ID)
@@ -674,18 +858,32 @@ func (s *Server) sweepLoop() {
 
 // sweep drops the clients silent for longer than their alive timeout.
 func (s *Server) sweep(now time.Time) {
-	var gone []ClientInfo
+	type timedOut struct {
+		info      ClientInfo
+		connected bool
+	}
+	var gone []timedOut
 	s.mu.Lock()
 	for _, ss := range s.byID {
 		if now.Sub(ss.lastSeen) > ss.info.AliveTimeout {
+			connected := ss.detached == nil
 			s.dropLocked(ss)
-			gone = append(gone, ss.info)
+			gone = append(gone, timedOut{ss.info, connected})
 		}
 	}
 	s.mu.Unlock()
-	for _, info := range gone {
+	for _, g := range gone {
+		info := g.info
 		s.timeouts.Add(1)
-		s.log.WithFields(logrus.Fields{"client": info.ID, "alive_timeout": info.AliveTimeout}).Info("client timed out")
+		if g.connected {
+			// Silent but connected: the connection goes with the session.
+			// askHello first, as a ping would draw: a client that was only
+			// slow says hello again (on its next connection) and registers
+			// anew.
+			s.send(info.Peer, OpAskHello, string(s.id), nil)
+			s.disconnectLater(info.Peer)
+		}
+		s.log.WithFields(logrus.Fields{"client": ShortID(info.ID), "alive_timeout": info.AliveTimeout}).Info("client timed out")
 		if s.h.OnClientTimeout != nil {
 			s.h.OnClientTimeout(info)
 		}
@@ -709,6 +907,10 @@ func (s *Server) Call(ctx context.Context, clientID, method string, params any) 
 	if ss == nil {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("call %s on %s: %w", method, clientID, ErrUnknownClient)
+	}
+	if ss.detached != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("call %s on %s: %w: its connection is gone", method, clientID, ErrClientGone)
 	}
 	id := RequestID(clientID, s.callSeq)
 	s.callSeq++
@@ -774,7 +976,9 @@ func (s *Server) Broadcast(payload any) (int, error) {
 	s.mu.Lock()
 	peers := make([]transport.PeerID, 0, len(s.byID))
 	for _, ss := range s.byID {
-		peers = append(peers, ss.info.Peer)
+		if ss.detached == nil {
+			peers = append(peers, ss.info.Peer)
+		}
 	}
 	s.mu.Unlock()
 	n := 0

@@ -51,7 +51,7 @@ func TestDispatchHelloPingClose(t *testing.T) {
 	assert.Equal(t, peer, to)
 	assert.Equal(t, OpHello, m.Op)
 	assert.Equal(t, s.ID(), m.ID)
-	assert.Empty(t, m.Payload)
+	assert.Equal(t, `{"aliveTimeout":7}`, string(m.Payload), "the answer says what was granted")
 
 	// A second hello of the same client is not a new connection.
 	s.handleMessage(peer, EncodeClient(Message{Op: OpHello, ID: "c1", Payload: []byte(`{}`)}))
@@ -75,7 +75,7 @@ func TestDispatchHelloPingClose(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, connected, 1)
-	assert.Equal(t, ClientInfo{ID: "c1", Peer: peer, AliveTimeout: 7 * time.Second}, connected[0])
+	assert.Equal(t, ClientInfo{ID: "c1", Peer: peer, AliveTimeout: 7 * time.Second, Hello: HelloInfo{AliveTimeout: 7 * time.Second}}, connected[0])
 	require.Len(t, closed, 1)
 	assert.Equal(t, "c1", closed[0].ID)
 	assert.EqualValues(t, 1, pings.Load())

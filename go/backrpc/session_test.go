@@ -30,7 +30,7 @@ func TestSocketHelloPong(t *testing.T) {
 
 	m := p.hello(t, "c", 3*time.Second)
 	assert.Equal(t, s.ID(), m.ID)
-	assert.Empty(t, m.Payload)
+	assert.Equal(t, `{"aliveTimeout":3}`, string(m.Payload), "the answer says what was granted")
 	p.sendMsg(t, Message{Op: OpPing})
 	assert.Equal(t, OpPong, p.recv(t).Op)
 	p.request(t, "c-0", "al", map[string]any{})
@@ -109,6 +109,8 @@ func TestSocketAliveTimeoutDrop(t *testing.T) {
 	case <-time.After(waitFor):
 		require.FailNow(t, "client not dropped")
 	}
+	assert.Equal(t, OpAskHello, p.recv(t).Op, "a dropped client is asked to say hello at once")
+	p.waitConnected(t) // its connection was closed: this is the next one
 	p.sendMsg(t, Message{Op: OpPing})
 	assert.Equal(t, OpPong, p.recv(t).Op)
 	assert.Equal(t, OpAskHello, p.recv(t).Op, "a dropped client is asked to say hello")
@@ -132,7 +134,7 @@ func TestSocketAskHelloAfterServerRestart(t *testing.T) {
 func TestClientHelloRequestEventsAndClose(t *testing.T) {
 	connected := make(chan ClientInfo, 1)
 	closed := make(chan ClientInfo, 1)
-	s := listenServer(t, "127.0.0.1:0", ServerOptions{}, ServerHandler{
+	s := listenServer(t, "127.0.0.1:0", ServerOptions{MaxAliveTimeout: 2 * time.Hour}, ServerHandler{
 		HandleRequest:     echoHandler,
 		OnClientConnected: func(c ClientInfo) { connected <- c },
 		OnClientClosed:    func(c ClientInfo) { closed <- c },

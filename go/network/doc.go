@@ -19,7 +19,8 @@
 //
 // and, for the session life cycle:
 //
-//	hello            SetClientAliveTimeout(client, aliveTimeout)
+//	hello            ClientConnected(client), SetClientAliveTimeout(client, aliveTimeout)
+//	connection lost  ClientDisconnected(client) (its agents get no work)
 //	any message      ClientSeen(client)   (keeps the agents it hosts alive)
 //	close / timeout  ClientGone(client)   (releases its references)
 //	every period     Tick(ctx)            → Event to broadcast unless Empty
@@ -51,7 +52,15 @@
 //
 // Liveness: an agent lives while the client hosting it is seen; Tick removes
 // an agent not seen for longer than the alive timeout (or the longer one its
-// client asked for) with its containers.
+// client asked for) with its containers. While the hosting client's
+// connection is gone (ClientDisconnected until ClientConnected) its agents
+// are not chosen by gets and routes to their containers fail at once
+// (ErrAgentUnreachable); a container another reachable agent stands by for
+// is removed at the disconnect, for the standby to claim.
+//
+// Ownership: an agent belongs to the session that registered it while that
+// session lives (ClientConnected until ClientGone); ar and au for it from
+// another client are refused (ErrAgentOwned).
 //
 // Events are merged per agent and per container into one batch per Tick: a
 // removal wins over later updates, an addition swallows later updates (with

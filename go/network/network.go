@@ -73,14 +73,40 @@ var ErrNoSuitableAgents = errors.New("no suitable agents")
 // unknown container.
 var ErrContainerNotFound = errors.New("container not found")
 
+// ErrAgentUnreachable matches (errors.Is) the error of a Route to a
+// container whose agent's hosting client has lost its connection.
+var ErrAgentUnreachable = errors.New("agent unreachable")
+
+// ErrAgentOwned matches (errors.Is) the refusal of an ar or au for an agent
+// that another live session registered.
+var ErrAgentOwned = errors.New("agent registered by another session")
+
 // ErrNoCaller is returned by back-requests when Options.Caller was not set.
 var ErrNoCaller = errors.New("network: no agent caller configured")
 
-type noAgentsError struct{ kind string }
+type noAgentsError struct {
+	kind        string
+	unreachable int
+}
 
 // Error is the reference's exact text, which clients may match.
-func (e *noAgentsError) Error() string        { return "No suitable agents found for container " + e.kind }
+func (e *noAgentsError) Error() string {
+	if e.unreachable > 0 {
+		return fmt.Sprintf("No suitable agents found for container %s: the %d agents offering it are unreachable", e.kind, e.unreachable)
+	}
+	return "No suitable agents found for container " + e.kind
+}
 func (e *noAgentsError) Is(target error) bool { return target == ErrNoSuitableAgents }
+
+type unreachableError struct {
+	uuid  ContainerUUID
+	agent AgentID
+}
+
+func (e *unreachableError) Error() string {
+	return "Container " + string(e.uuid) + " is unavailable: its agent " + string(e.agent) + " is unreachable (the connection of the client hosting it is gone)"
+}
+func (e *unreachableError) Is(target error) bool { return target == ErrAgentUnreachable }
 
 type notFoundError struct{ uuid ContainerUUID }
 
@@ -97,6 +123,17 @@ type Stats struct {
 	Orphans       int // containers without references, waiting for the unused timeout
 	References    int // (client, container) pairs
 	PendingStarts int // gg back-requests in flight that gets can still join
+	// UnreachableAgents are hosted by clients whose connection is gone.
+	UnreachableAgents int
+	// RefusedClaims counts ar and au refused for an agent another live
+	// session registered.
+	RefusedClaims uint64
+	// Failovers counts containers taken from an owner whose connection
+	// went, for a standby to claim.
+	Failovers uint64
+	// UnreachableRoutes counts requests refused because the container's
+	// agent was unreachable.
+	UnreachableRoutes uint64
 }
 
 type agent struct {
@@ -110,6 +147,9 @@ type agent struct {
 	// lastSeen is Unix nanoseconds; atomic so that ClientSeen, which runs
 	// for every message, needs only the read lock.
 	lastSeen atomic.Int64
+	// standbyFor are the containers the agent listed while another agent
+	// owned them (its latest registration): it stands by to take them.
+	standbyFor map[ContainerUUID]struct{}
 }
 
 type container struct {
@@ -122,6 +162,9 @@ type container struct {
 	// addedAt is Options.Arrivals when the container was added: an
 	// agent's registration that arrived before it cannot list it.
 	addedAt uint64
+	// standbys are the agents that listed the container while another
+	// owned it (stateless containers, the HA mechanism).
+	standbys map[AgentID]struct{}
 }
 
 type client struct {
@@ -179,6 +222,14 @@ type Network struct {
 	pendingByKind map[string][]*pending
 	pendingCount  int
 	events        eventBatch
+	// live are the clients with a session (ClientConnected until
+	// ClientGone): an agent one of them registered is theirs.
+	live map[ClientID]struct{}
+	// down are the clients whose connection is gone (Unix nanoseconds
+	// since): their agents get no work.
+	down map[ClientID]int64
+
+	refusedClaims, failovers, unreachableRoutes atomic.Uint64
 }
 
 // New returns an empty network.
@@ -200,6 +251,8 @@ func New(opts Options) *Network {
 		hosted:        make(map[ClientID]map[AgentID]*agent),
 		pendingByUUID: make(map[pendingKey]*pending),
 		pendingByKind: make(map[string][]*pending),
+		live:          make(map[ClientID]struct{}),
+		down:          make(map[ClientID]int64),
 	}
 	if n.clock == nil {
 		n.clock = SystemClock()
@@ -275,6 +328,9 @@ func (n *Network) RegisterAgentArrived(clientID ClientID, reg AgentRegistration,
 	now := n.clock.Now()
 
 	a := n.agents[reg.UUID]
+	if err := n.claimLocked("ar", a, clientID); err != nil {
+		return nil, err
+	}
 	isNew := a == nil
 	if isNew {
 		n.agentSeq++
@@ -351,10 +407,71 @@ func (n *Network) RegisterAgentArrived(clientID ClientID, reg AgentRegistration,
 	case kindsChanged || endpointChanged:
 		n.events.addAgent(AgentEvent{ID: a.id, Kinds: kinds, Event: EventUpdated})
 	}
-	if len(terminate) > 0 {
-		n.log.WithFields(logrus.Fields{"agent": a.id, "containers": terminate}).Info("agent lists containers owned by other agents; told to terminate them")
-	}
+	n.setStandbyLocked(a, terminate)
 	return terminate, nil
+}
+
+// setStandbyLocked records the containers another agent owns that a listed
+// in its latest registration: it stands by for them. The log says when
+// that set changes, not at every registration.
+func (n *Network) setStandbyLocked(a *agent, terminate []ContainerUUID) {
+	next := make(map[ContainerUUID]struct{}, len(terminate))
+	changed := false
+	for _, uuid := range terminate {
+		next[uuid] = struct{}{}
+		if _, had := a.standbyFor[uuid]; !had {
+			changed = true
+		}
+		if c := n.containers[uuid]; c != nil {
+			if c.standbys == nil {
+				c.standbys = make(map[AgentID]struct{})
+			}
+			c.standbys[a.id] = struct{}{}
+		}
+	}
+	for uuid := range a.standbyFor {
+		if _, still := next[uuid]; !still {
+			changed = true
+			if c := n.containers[uuid]; c != nil {
+				delete(c.standbys, a.id)
+			}
+		}
+	}
+	a.standbyFor = next
+	if !changed {
+		return
+	}
+	if len(terminate) > 0 {
+		n.log.WithFields(logrus.Fields{"agent": a.id, "containers": terminate}).Info("agent lists containers owned by other agents; told to terminate them (it stands by for them)")
+	} else {
+		n.log.WithField("agent", a.id).Info("agent no longer stands by for containers of other agents")
+	}
+}
+
+// claimLocked is the one place that decides whether clientID may register
+// (ar) or unregister (au) agent a (nil: a new agent): an agent belongs to
+// the session that registered it while that session lives. The same client
+// id over a new connection is the same session.
+func (n *Network) claimLocked(op string, a *agent, clientID ClientID) error {
+	if a == nil || a.host == clientID {
+		return nil
+	}
+	if _, live := n.live[a.host]; !live {
+		return nil
+	}
+	n.refusedClaims.Add(1)
+	n.log.WithFields(logrus.Fields{
+		"op": op, "agent": a.id, "client": shortClient(clientID), "host": shortClient(a.host),
+	}).Warn("refused: the agent is registered by another live session")
+	return fmt.Errorf("%s: agent %s: %w", op, a.id, ErrAgentOwned)
+}
+
+func shortClient(id ClientID) string {
+	const max = 40
+	if len(id) > max {
+		return fmt.Sprintf("%s…(%d bytes)", id[:max], len(id))
+	}
+	return string(id)
 }
 
 func recordChanged(old, rec ContainerRecord) bool {
@@ -374,6 +491,9 @@ func (n *Network) UnregisterAgent(clientID ClientID, id AgentID) error {
 	a := n.agents[id]
 	if a == nil {
 		return nil
+	}
+	if err := n.claimLocked("au", a, clientID); err != nil {
+		return err
 	}
 	if a.host != clientID {
 		n.log.WithFields(logrus.Fields{"agent": id, "client": clientID, "host": a.host}).Warn("ignoring unregister from a client that does not host the agent")
@@ -406,6 +526,11 @@ func (n *Network) removeAgentLocked(a *agent) {
 	for _, p := range stale {
 		n.unindexPendingLocked(p)
 	}
+	for uuid := range a.standbyFor {
+		if c := n.containers[uuid]; c != nil {
+			delete(c.standbys, a.id)
+		}
+	}
 	delete(n.agents, a.id)
 	n.reindexKindsLocked(a, a.kinds)
 	n.unhostLocked(a)
@@ -417,6 +542,9 @@ func (n *Network) unhostLocked(a *agent) {
 		delete(h, a.id)
 		if len(h) == 0 {
 			delete(n.hosted, a.host)
+			if _, live := n.live[a.host]; !live {
+				delete(n.down, a.host)
+			}
 		}
 	}
 }
@@ -663,8 +791,19 @@ func (n *Network) getOnce(ctx context.Context, clientID ClientID, kind string, o
 		n.mu.Unlock()
 		return "", "", false, &noAgentsError{kind: kind}
 	}
-	a := list[n.rr[kind]%uint64(len(list))]
-	n.rr[kind]++
+	// Round-robin over the agents that can be reached.
+	var a *agent
+	for i := 0; i < len(list) && a == nil; i++ {
+		cand := list[n.rr[kind]%uint64(len(list))]
+		n.rr[kind]++
+		if n.reachableLocked(cand) {
+			a = cand
+		}
+	}
+	if a == nil {
+		n.mu.Unlock()
+		return "", "", false, &noAgentsError{kind: kind, unreachable: len(list)}
+	}
 	p := &pending{kind: kind, opts: opts, agent: a.id, done: make(chan struct{})}
 	n.indexPendingLocked(p)
 	to := AgentTarget{Client: a.host, Agent: a.id}
@@ -820,11 +959,26 @@ func (n *Network) join(ctx context.Context, cl *client, p *pending) (ContainerUU
 // reference's text "Container UUID not found" (errors.Is
 // ErrContainerNotFound).
 func (n *Network) Route(ctx context.Context, uuid ContainerUUID, op string, data json.RawMessage) (json.RawMessage, error) {
-	to, ok := n.RouteTarget(uuid)
-	if !ok {
+	n.mu.RLock()
+	c := n.containers[uuid]
+	if c == nil {
+		n.mu.RUnlock()
 		return nil, &notFoundError{uuid: uuid}
 	}
+	to := AgentTarget{Client: c.agent.host, Agent: c.agent.id}
+	reachable := n.reachableLocked(c.agent)
+	n.mu.RUnlock()
+	if !reachable {
+		n.unreachableRoutes.Add(1)
+		return nil, &unreachableError{uuid: uuid, agent: to.Agent}
+	}
 	return n.caller.ContainerRequest(ctx, to, uuid, op, data)
+}
+
+// reachableLocked reports whether a's hosting client has a connection.
+func (n *Network) reachableLocked(a *agent) bool {
+	_, down := n.down[a.host]
+	return !down
 }
 
 // RouteTarget returns where a request to the container goes, for a glue that
@@ -865,15 +1019,79 @@ func (n *Network) SetClientAliveTimeout(clientID ClientID, d time.Duration) {
 	n.mu.Unlock()
 }
 
+// ClientConnected records that a client has a session and a connection
+// (its hello, also after a reconnect): the agents it hosts serve again,
+// and they are its own until ClientGone.
+func (n *Network) ClientConnected(clientID ClientID) {
+	n.mu.Lock()
+	n.live[clientID] = struct{}{}
+	_, wasDown := n.down[clientID]
+	delete(n.down, clientID)
+	hosted := len(n.hosted[clientID])
+	n.mu.Unlock()
+	if wasDown && hosted > 0 {
+		n.log.WithFields(logrus.Fields{"client": shortClient(clientID), "agents": hosted}).Info("client is back; its agents serve again")
+	}
+}
+
+// ClientDisconnected records that a client's connection is gone while its
+// session is kept (it may come back within its alive timeout): its agents
+// are not chosen for new containers and requests to their containers fail
+// at once. A container of its agents that another agent stands by for
+// (stateless, HA) is removed now, so the standby takes it over without
+// waiting for the alive timeout. It reports whether events were queued.
+func (n *Network) ClientDisconnected(clientID ClientID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, live := n.live[clientID]; !live && len(n.hosted[clientID]) == 0 {
+		return false
+	}
+	n.down[clientID] = n.clock.Now().UnixNano()
+	h := n.hosted[clientID]
+	if len(h) == 0 {
+		return false
+	}
+	var moved []*container
+	for _, a := range h {
+		for _, c := range a.containers {
+			for sid := range c.standbys {
+				if sa := n.agents[sid]; sa != nil && sa != a && n.reachableLocked(sa) {
+					moved = append(moved, c)
+					break
+				}
+			}
+		}
+	}
+	sortContainers(moved)
+	for _, c := range moved {
+		n.failovers.Add(1)
+		n.log.WithFields(logrus.Fields{"container": c.rec.UUID, "agent": c.agent.id, "client": shortClient(clientID)}).
+			Warn("the owner's connection is gone; the container is left to its standby")
+		n.removeContainerLocked(c)
+	}
+	n.log.WithFields(logrus.Fields{"client": shortClient(clientID), "agents": len(h), "failovers": len(moved)}).
+		Info("client connection lost; its agents get no work until it comes back")
+	return len(moved) > 0
+}
+
 // ClientGone handles a client that closed or timed out: its references are
 // released (containers left without any become orphans). The agents it
 // hosted stay until their alive timeout expires, as in the reference: a
 // client that comes back in time keeps them with its pings or re-registers
+// them. Until then they are unreachable, and another session may register
 // them. The server glue must call it for every session that ends, or the
 // client's references are held forever.
 func (n *Network) ClientGone(clientID ClientID) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	delete(n.live, clientID)
+	if len(n.hosted[clientID]) > 0 {
+		if _, already := n.down[clientID]; !already {
+			n.down[clientID] = n.clock.Now().UnixNano()
+		}
+	} else {
+		delete(n.down, clientID)
+	}
 	cl := n.clients[clientID]
 	if cl == nil {
 		return
@@ -971,14 +1189,22 @@ func (n *Network) Stats() Stats {
 			clients++
 		}
 	}
+	unreachable := 0
+	for id := range n.down {
+		unreachable += len(n.hosted[id])
+	}
 	return Stats{
-		Clients:       clients,
-		Agents:        len(n.agents),
-		Kinds:         len(n.kindAgents),
-		Containers:    len(n.containers),
-		Orphans:       len(n.orphans),
-		References:    n.refCount,
-		PendingStarts: n.pendingCount,
+		UnreachableAgents: unreachable,
+		RefusedClaims:     n.refusedClaims.Load(),
+		Failovers:         n.failovers.Load(),
+		UnreachableRoutes: n.unreachableRoutes.Load(),
+		Clients:           clients,
+		Agents:            len(n.agents),
+		Kinds:             len(n.kindAgents),
+		Containers:        len(n.containers),
+		Orphans:           len(n.orphans),
+		References:        n.refCount,
+		PendingStarts:     n.pendingCount,
 	}
 }
 

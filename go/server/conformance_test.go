@@ -75,6 +75,8 @@ const (
 	diffUnknownMethod = "unknown method text has a space: \"Unknown method X\" (reference: \"Unknown methodX\")"
 	diffRelayedError  = "an agent's error reaches the caller as the agent sent it (reference: nests the agent's stack in the message)"
 	diffStackText     = "error stacks are one Go line, not a JavaScript stack"
+	diffHelloInfo     = "the hello answer carries the alive timeout granted and the capabilities (reference: empty payload, which its clients never read)"
+	diffDropCloses    = "a client dropped for silence is sent askHello at once and its connection closed (reference: askHello only in answer to its next ping)"
 )
 
 // Timing-dependent differences: named and logged, not in wantDifferences.
@@ -86,14 +88,14 @@ const (
 // wantDifferences lists, per scenario, the differences the replay must
 // observe.
 var wantDifferences = map[string][]string{
-	"01-hello-ping":                 {},
-	"02-agent-register-get-request": {diffEndpoint, diffLastVisit, diffNullOmitted},
-	"03-connect-events":             {},
-	"04-errors":                     {diffRelayedError, diffUnknownMethod, diffStackText},
-	"05-server-restart":             {diffEndpoint, diffLastVisit, diffNullOmitted},
-	"06-ha-stateless":               {diffCLNull, diffStackText},
-	"07-retry-limit":                {diffEndpoint, diffLastVisit, diffNullOmitted, diffRetryOne},
-	"08-raw-peer-server-edge-cases": {diffBadRequest},
+	"01-hello-ping":                 {diffHelloInfo},
+	"02-agent-register-get-request": {diffHelloInfo, diffEndpoint, diffLastVisit, diffNullOmitted},
+	"03-connect-events":             {diffHelloInfo},
+	"04-errors":                     {diffHelloInfo, diffRelayedError, diffUnknownMethod, diffStackText},
+	"05-server-restart":             {diffHelloInfo, diffEndpoint, diffLastVisit, diffNullOmitted},
+	"06-ha-stateless":               {diffHelloInfo, diffCLNull, diffStackText},
+	"07-retry-limit":                {diffHelloInfo, diffEndpoint, diffLastVisit, diffNullOmitted, diffRetryOne},
+	"08-raw-peer-server-edge-cases": {diffHelloInfo, diffBadRequest, diffDropCloses},
 }
 
 func replayOptions(name string) Options {
@@ -150,6 +152,7 @@ type replayConn struct {
 	rid       string // recorded routing id, hex
 	clientID  string // of its last hello to the current server
 	knownAs   string // of its first hello
+	helloOn   int32  // rawConn.connects when it last said hello
 	sent      map[string]sentRequest
 	held      map[string]bool // containers its gg answers handed out
 	refEvents []json.RawMessage
@@ -284,6 +287,7 @@ func (r *netReplay) send(t *testing.T, i int, l transcript.Line) {
 			require.Equal(t, c.knownAs, m.ID, "%s: routing id %s speaks for another client", r.where(l), c.rid)
 		}
 		c.knownAs, c.clientID = m.ID, m.ID
+		c.helloOn = c.connects.Load()
 	case decErr == nil && m.Op == backrpc.OpRequest:
 		method, params, err := backrpc.DecodeRequestPayload(m.Payload)
 		if err == nil {
@@ -312,6 +316,13 @@ func (r *netReplay) send(t *testing.T, i int, l transcript.Line) {
 		require.Eventually(t, func() bool { _, known := r.srv.s.rpc.Client(id); return !known },
 			answerWait, 5*time.Millisecond, "%s: client %s not timed out", r.where(l), id)
 		c.clientID = ""
+		// Ours told it at once (askHello) and closed its connection: the
+		// ping goes on the next one.
+		got := c.recv(t, r.where(l)+" askHello at the drop", func(m backrpc.Message) bool { return m.Op == backrpc.OpAskHello })
+		assert.Equal(t, r.srv.s.ID(), got.ID)
+		require.Eventually(t, func() bool { return c.connects.Load() > c.helloOn && c.d.Connected() },
+			answerWait, 5*time.Millisecond, "%s: the connection of a dropped client was not closed", r.where(l))
+		r.diff(diffDropCloses)
 	case decErr == nil && m.Op == backrpc.OpClose:
 		r.finish(t, c)
 		c.send(t, body...)
@@ -402,6 +413,14 @@ func (r *netReplay) expect(t *testing.T, l transcript.Line) {
 		got := c.recv(t, where+" "+want.Op.String(), func(m backrpc.Message) bool { return m.Op == want.Op })
 		assert.Equal(t, r.srv.s.ID(), got.ID, "%s: our server id where the reference sent its own", where)
 		assert.True(t, isUUIDv4(got.ID), "%s: server id %q is not a UUID v4", where, got.ID)
+		if want.Op == backrpc.OpHello && len(want.Payload) == 0 {
+			// Ours says what it granted and what it supports.
+			h := backrpc.ParseHelloInfo(got.Payload)
+			assert.Positive(t, h.AliveTimeout, "%s: hello answer %q names no alive timeout", where, got.Payload)
+			assert.True(t, h.Has(backrpc.CapStatePublish), "%s: hello answer %q does not announce %q", where, got.Payload, backrpc.CapStatePublish)
+			r.diff(diffHelloInfo)
+			break
+		}
 		assert.Equal(t, shape(want.Payload), shape(got.Payload), where)
 	case backrpc.OpResponse, backrpc.OpResponseError, backrpc.OpRetry:
 		got := c.recv(t, fmt.Sprintf("%s %s %s", where, want.Op, want.ID), func(m backrpc.Message) bool {

@@ -23,9 +23,18 @@ import (
 
 // Options configure a Server. Zero values take the reference's defaults.
 type Options struct {
-	AliveTimeout  time.Duration // 3s
-	UnusedTimeout time.Duration // 5s
-	PingInterval  time.Duration // 1s
+	AliveTimeout time.Duration // 3s
+	// MaxAliveTimeout caps the alive timeout a client's hello may ask
+	// for (backrpc.DefaultMaxAliveTimeout).
+	MaxAliveTimeout time.Duration
+	// MaxClientIDLen bounds a hello's client id in bytes
+	// (backrpc.DefaultMaxClientIDLen).
+	MaxClientIDLen int
+	// MaxDetachedSessions bounds the sessions kept for disconnected
+	// clients (backrpc.DefaultMaxDetachedSessions).
+	MaxDetachedSessions int
+	UnusedTimeout       time.Duration // 5s
+	PingInterval        time.Duration // 1s
 	// CheckInterval is how often agents and orphans are checked and events
 	// are broadcast. Default: half the ping interval. (The reference checks
 	// once per alive timeout, which delays failover by up to that much.)
@@ -78,12 +87,15 @@ type Server struct {
 	termCtx    context.Context
 	termCancel context.CancelFunc
 	termWG     sync.WaitGroup
+
+	// kick asks Run for a check now (a failover queued events).
+	kick chan struct{}
 }
 
 // New creates a server; nothing is bound yet.
 func New(opts Options) *Server {
 	opts = opts.withDefaults()
-	s := &Server{opts: opts, log: opts.Logger}
+	s := &Server{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1)}
 	s.termCtx, s.termCancel = context.WithCancel(context.Background())
 	s.net = network.New(network.Options{
 		Clock:         opts.Clock,
@@ -94,16 +106,25 @@ func New(opts Options) *Server {
 		Logger:        opts.Logger,
 	})
 	s.rpc = backrpc.NewServer(backrpc.ServerOptions{
-		AliveTimeout: opts.AliveTimeout,
+		AliveTimeout:        opts.AliveTimeout,
+		MaxAliveTimeout:     opts.MaxAliveTimeout,
+		MaxClientIDLen:      opts.MaxClientIDLen,
+		MaxDetachedSessions: opts.MaxDetachedSessions,
+		// A repeated ar updates an agent's containers and keeps the ones
+		// it already had (network.RegisterAgentArrived).
+		Capabilities: []string{backrpc.CapStatePublish},
 		PingInterval: opts.PingInterval,
 		MaxInflight:  opts.MaxInflight,
 		Transport:    opts.Transport,
 		Logger:       opts.Logger,
 	}, backrpc.ServerHandler{
-		HandleRequest: s.handle,
-		OnClientConnected: func(c backrpc.ClientInfo) {
-			s.net.ClientSeen(network.ClientID(c.ID))
-			s.net.SetClientAliveTimeout(network.ClientID(c.ID), c.AliveTimeout)
+		HandleRequest:       s.handle,
+		OnClientConnected:   s.clientConnected,
+		OnClientReconnected: s.clientConnected,
+		OnClientDisconnected: func(c backrpc.ClientInfo) {
+			if s.net.ClientDisconnected(network.ClientID(c.ID)) {
+				s.checkSoon()
+			}
 		},
 		OnClientClosed:  func(c backrpc.ClientInfo) { s.net.ClientGone(network.ClientID(c.ID)) },
 		OnClientTimeout: func(c backrpc.ClientInfo) { s.net.ClientGone(network.ClientID(c.ID)) },
@@ -111,6 +132,25 @@ func New(opts Options) *Server {
 	})
 	return s
 }
+
+func (s *Server) clientConnected(c backrpc.ClientInfo) {
+	id := network.ClientID(c.ID)
+	s.net.ClientConnected(id)
+	s.net.ClientSeen(id)
+	s.net.SetClientAliveTimeout(id, c.AliveTimeout)
+}
+
+// checkSoon asks Run for a check now, so the events of a failover go out
+// without waiting for the check period.
+func (s *Server) checkSoon() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Client returns the session of a client id, with what its hello announced.
+func (s *Server) Client(clientID string) (backrpc.ClientInfo, bool) { return s.rpc.Client(clientID) }
 
 // Listen binds addr ("tcp://HOST:PORT").
 func (s *Server) Listen(addr string) error { return s.rpc.Listen(addr) }
@@ -144,6 +184,8 @@ func (s *Server) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 			s.termWG.Wait()
 			return s.rpc.Shutdown(sctx)
 		case <-t.C:
+			s.Check(ctx)
+		case <-s.kick:
 			s.Check(ctx)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/internal/config"
 	"github.com/huly-net/huly-net/go/internal/logsetup"
 	"github.com/huly-net/huly-net/go/internal/systemd"
@@ -30,34 +31,40 @@ const defaultListen = "tcp://*:3737"
 // Config is the daemon's configuration: JSON keys, flags (--max-frame-size)
 // and HULY_* variables are derived from the json tags.
 type Config struct {
-	Listen           string          `json:"listen" usage:"address to bind: tcp://HOST:PORT (HOST may be *); env HOST and PORT are honoured when this is not set"`
-	AliveTimeout     config.Duration `json:"alive_timeout" usage:"drop a client, and the agents it hosts, after this long without a ping"`
-	UnusedTimeout    config.Duration `json:"unused_timeout" usage:"terminate a container this long after its last reference is released"`
-	PingInterval     config.Duration `json:"ping_interval" usage:"how often silent clients are swept (must be below alive-timeout)"`
-	MaxFrameSize     int64           `json:"max_frame_size" usage:"largest accepted frame in bytes; a peer announcing more is disconnected"`
-	MaxInflight      int             `json:"max_inflight" usage:"requests in flight per client before it is told to retry"`
-	HandshakeTimeout config.Duration `json:"handshake_timeout" usage:"time a new connection has to complete the ZMTP handshake"`
-	SendQueue        int             `json:"send_queue" usage:"messages queued per client before a client that stopped reading is disconnected"`
-	ShutdownTimeout  config.Duration `json:"shutdown_timeout" usage:"time to finish requests in flight on SIGTERM"`
-	MetricsListen    string          `json:"metrics_listen" usage:"serve Prometheus metrics on HOST:PORT at /metrics (off when empty)"`
-	PprofListen      string          `json:"pprof_listen" usage:"serve Go profiles on HOST:PORT at /debug/pprof/ for diagnosis (off when empty; bind loopback only)"`
-	LogLevel         string          `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
-	LogFormat        string          `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
+	Listen              string          `json:"listen" usage:"address to bind: tcp://HOST:PORT (HOST may be *); env HOST and PORT are honoured when this is not set"`
+	AliveTimeout        config.Duration `json:"alive_timeout" usage:"drop a client, and the agents it hosts, after this long without a ping"`
+	UnusedTimeout       config.Duration `json:"unused_timeout" usage:"terminate a container this long after its last reference is released"`
+	PingInterval        config.Duration `json:"ping_interval" usage:"how often silent clients are swept (must be below alive-timeout)"`
+	MaxAliveTimeout     config.Duration `json:"max_alive_timeout" usage:"largest alive timeout a client's hello may ask for; more is granted this much"`
+	MaxClientIDLen      int             `json:"max_client_id_length" usage:"longest client id in bytes a hello may carry; a longer one is refused and its connection closed"`
+	MaxDetachedSessions int             `json:"max_detached_sessions" usage:"sessions kept for disconnected clients waiting to come back; beyond it the oldest is dropped"`
+	MaxFrameSize        int64           `json:"max_frame_size" usage:"largest accepted frame in bytes; a peer announcing more is disconnected"`
+	MaxInflight         int             `json:"max_inflight" usage:"requests in flight per client before it is told to retry"`
+	HandshakeTimeout    config.Duration `json:"handshake_timeout" usage:"time a new connection has to complete the ZMTP handshake"`
+	SendQueue           int             `json:"send_queue" usage:"messages queued per client before a client that stopped reading is disconnected"`
+	ShutdownTimeout     config.Duration `json:"shutdown_timeout" usage:"time to finish requests in flight on SIGTERM"`
+	MetricsListen       string          `json:"metrics_listen" usage:"serve Prometheus metrics on HOST:PORT at /metrics (off when empty)"`
+	PprofListen         string          `json:"pprof_listen" usage:"serve Go profiles on HOST:PORT at /debug/pprof/ for diagnosis (off when empty; bind loopback only)"`
+	LogLevel            string          `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
+	LogFormat           string          `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
 }
 
 func defaults() *Config {
 	return &Config{
-		Listen:           defaultListen,
-		AliveTimeout:     config.Duration(3 * time.Second),
-		UnusedTimeout:    config.Duration(5 * time.Second),
-		PingInterval:     config.Duration(time.Second),
-		MaxFrameSize:     transport.DefaultMaxFrameSize,
-		MaxInflight:      1024,
-		HandshakeTimeout: config.Duration(transport.DefaultHandshakeTimeout),
-		SendQueue:        transport.DefaultSendQueue,
-		ShutdownTimeout:  config.Duration(5 * time.Second),
-		LogLevel:         "info",
-		LogFormat:        "auto",
+		Listen:              defaultListen,
+		AliveTimeout:        config.Duration(3 * time.Second),
+		UnusedTimeout:       config.Duration(5 * time.Second),
+		PingInterval:        config.Duration(time.Second),
+		MaxAliveTimeout:     config.Duration(backrpc.DefaultMaxAliveTimeout),
+		MaxClientIDLen:      backrpc.DefaultMaxClientIDLen,
+		MaxDetachedSessions: backrpc.DefaultMaxDetachedSessions,
+		MaxFrameSize:        transport.DefaultMaxFrameSize,
+		MaxInflight:         1024,
+		HandshakeTimeout:    config.Duration(transport.DefaultHandshakeTimeout),
+		SendQueue:           transport.DefaultSendQueue,
+		ShutdownTimeout:     config.Duration(5 * time.Second),
+		LogLevel:            "info",
+		LogFormat:           "auto",
 	}
 }
 
@@ -71,6 +78,16 @@ func (c *Config) validate() error {
 	positive("alive_timeout", c.AliveTimeout)
 	positive("unused_timeout", c.UnusedTimeout)
 	positive("ping_interval", c.PingInterval)
+	positive("max_alive_timeout", c.MaxAliveTimeout)
+	if c.MaxAliveTimeout < c.AliveTimeout && c.MaxAliveTimeout > 0 {
+		errs = append(errs, fmt.Errorf("max_alive_timeout (%s) must not be below alive_timeout (%s)", c.MaxAliveTimeout, c.AliveTimeout))
+	}
+	if c.MaxClientIDLen < 36 {
+		errs = append(errs, fmt.Errorf("max_client_id_length: must be at least 36 (a UUID), got %d", c.MaxClientIDLen))
+	}
+	if c.MaxDetachedSessions < 1 {
+		errs = append(errs, fmt.Errorf("max_detached_sessions: must be at least 1, got %d", c.MaxDetachedSessions))
+	}
 	positive("handshake_timeout", c.HandshakeTimeout)
 	positive("shutdown_timeout", c.ShutdownTimeout)
 	if c.PingInterval >= c.AliveTimeout && c.PingInterval > 0 {
@@ -197,10 +214,13 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 
 	notifier := systemd.NewNotifier(log)
 	srv := server.New(server.Options{
-		AliveTimeout:  cfg.AliveTimeout.D(),
-		UnusedTimeout: cfg.UnusedTimeout.D(),
-		PingInterval:  cfg.PingInterval.D(),
-		MaxInflight:   cfg.MaxInflight,
+		AliveTimeout:        cfg.AliveTimeout.D(),
+		UnusedTimeout:       cfg.UnusedTimeout.D(),
+		PingInterval:        cfg.PingInterval.D(),
+		MaxAliveTimeout:     cfg.MaxAliveTimeout.D(),
+		MaxClientIDLen:      cfg.MaxClientIDLen,
+		MaxDetachedSessions: cfg.MaxDetachedSessions,
+		MaxInflight:         cfg.MaxInflight,
 		Transport: transport.Options{
 			MaxFrameSize:     cfg.MaxFrameSize,
 			HandshakeTimeout: cfg.HandshakeTimeout.D(),
@@ -255,10 +275,13 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 	}
 
 	log.WithFields(logrus.Fields{
-		"listen":        srv.Addr().String(),
-		"server_id":     srv.ID(),
-		"version":       version.Version,
-		"alive_timeout": cfg.AliveTimeout.D(),
+		"listen":                srv.Addr().String(),
+		"server_id":             srv.ID(),
+		"version":               version.Version,
+		"alive_timeout":         cfg.AliveTimeout.D(),
+		"max_alive_timeout":     cfg.MaxAliveTimeout.D(),
+		"max_client_id_length":  cfg.MaxClientIDLen,
+		"max_detached_sessions": cfg.MaxDetachedSessions,
 	}).Info("huly-network ready")
 	notifier.Ready()
 	status := func() {

@@ -123,7 +123,7 @@ func tsHello(t *testing.T, addr string) (serverID string, akReply [][]byte) {
 	hello := recv()
 	require.Len(t, hello, 3)
 	assert.Equal(t, "0", string(hello[0]))
-	assert.Empty(t, hello[2])
+	assert.Equal(t, `{"aliveTimeout":3,"capabilities":["state"]}`, string(hello[2]), "the alive timeout granted and the capabilities")
 	require.NoError(t, d.Send([]byte("1"), []byte("c1d2e3f4-0000-4000-8000-000000000001-0"), []byte(`["ak",{}]`)))
 	return string(hello[1]), recv()
 }

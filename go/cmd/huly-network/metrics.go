@@ -44,6 +44,14 @@ var metricDefs = []metricDef{
 	{"huly_network_handshake_failures_total", "Connections that failed or timed out in the ZMTP handshake.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.HandshakeFailures) }},
 	{"huly_network_oversize_frames_total", "Connections closed for announcing a frame over max_frame_size.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.OversizeFrames) }},
 	{"huly_network_slow_peer_disconnects_total", "Peers disconnected because their send queue filled.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.SlowPeerDisconnects) }},
+	{"huly_network_alive_timeout_capped_total", "Hellos that asked for an alive timeout above max_alive_timeout (granted the limit).", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.AliveCapped) }},
+	{"huly_network_refused_hellos_total", "Hellos refused for a client id over max_client_id_length.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.RefusedHellos) }},
+	{"huly_network_detached_sessions", "Sessions kept for clients whose connection is gone.", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.RPC.DetachedSessions) }},
+	{"huly_network_session_evictions_total", "Sessions of disconnected clients dropped beyond max_detached_sessions.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Evictions) }},
+	{"huly_network_unreachable_agents", "Agents whose hosting client's connection is gone (given no work).", prometheus.GaugeValue, func(s server.Stats) float64 { return float64(s.Network.UnreachableAgents) }},
+	{"huly_network_unreachable_routes_total", "Requests refused because the container's agent was unreachable.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Network.UnreachableRoutes) }},
+	{"huly_network_refused_agent_claims_total", "ar and au refused for an agent another live session registered.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Network.RefusedClaims) }},
+	{"huly_network_failovers_total", "Stateless containers left to a standby when their owner's connection went.", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.Network.Failovers) }},
 	{"huly_network_accept_errors_total", "Failed accepts (e.g. out of file descriptors).", prometheus.CounterValue, func(s server.Stats) float64 { return float64(s.RPC.Transport.AcceptErrors) }},
 }
 
