@@ -6,16 +6,13 @@ import (
 	"net"
 	"sync"
 	"time"
-
-	"github.com/go-zeromq/zmq4"
-	"github.com/go-zeromq/zmq4/security/null"
 )
 
 // conn is one established ZMTP connection with its send queue and writer
 // goroutine. The goroutine that created it owns the read side (readLoop).
 type conn struct {
 	g    *guardConn
-	zc   *zmq4.Conn
+	info PeerInfo
 	opts Options
 
 	// The send queue: a slice that grows with what is waiting, rather
@@ -36,21 +33,20 @@ type conn struct {
 	writerDone chan struct{}
 }
 
-// handshake runs the ZMTP greeting and NULL handshake on c within the
-// handshake timeout, and returns the established connection with its writer
-// running. It runs on the connection's own goroutine, so a silent peer
-// delays nobody else.
+// handshake runs the ZMTP greeting and security handshake (NULL or CURVE)
+// on c within the handshake timeout, and returns the established connection
+// with its writer not yet running. It runs on the connection's own
+// goroutine, so a silent peer delays nobody else.
 //
-// A hello (the frames of a first message) is sent in the same write as the
-// handshake's READY command, without waiting for the peer's READY: the
-// peer reads it right after that command, and the round trip a message
-// sent after the handshake would wait for is saved.
-func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, server bool, opts Options, hello ...[]byte) (*conn, error) {
-	g := newGuardConn(c, opts.MaxFrameSize, readBufferSize)
-	if len(hello) > 0 {
-		g.early = appendMessage(nil, hello)
-	}
-	deadline := time.Now().Add(opts.HandshakeTimeout)
+// A hello (the frames of a first message) is queued ahead of everything
+// else: the writer sends it with whatever else is queued by then. It cannot
+// travel with the DEALER's READY or INITIATE: libzmq treats a message that
+// arrives before it has sent its own READY as a protocol error. The NULL
+// DEALER's greeting and READY go in one write and the ROUTER's in another,
+// so the DEALER is connected one round trip after TCP's.
+func handshake(ctx context.Context, c net.Conn, p hsParams, hello ...[]byte) (*conn, error) {
+	g := newGuardConn(c, p.opts.MaxFrameSize, readBufferSize)
+	deadline := time.Now().Add(p.opts.HandshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -58,15 +54,7 @@ func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, 
 		return nil, fmt.Errorf("set handshake deadline: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	zc, err := zmq4.Open(g, nullSecurity(), typ, zmq4.SocketIdentity(id), server, nil)
-	if err == nil {
-		err = g.flushHandshake()
-		if err == nil && g.early != nil {
-			// zmq4 read nothing after its READY: send the hello now.
-			_, err = c.Write(g.early)
-		}
-		g.hs, g.early = nil, nil
-	}
+	info, codec, err := runHandshake(ctx, g, p)
 	stop()
 	if err != nil {
 		return nil, fmt.Errorf("zmtp handshake with %s: %w", c.RemoteAddr(), err)
@@ -74,21 +62,25 @@ func handshake(ctx context.Context, c net.Conn, typ zmq4.SocketType, id []byte, 
 	if err := c.SetDeadline(time.Time{}); err != nil {
 		return nil, fmt.Errorf("clear handshake deadline: %w", err)
 	}
+	g.cur = codec
 	cn := &conn{
 		g:          g,
-		zc:         zc,
-		opts:       opts,
+		info:       info,
+		opts:       p.opts,
 		wake:       make(chan struct{}, 1),
 		pongs:      make(chan []byte, 4),
 		done:       make(chan struct{}),
 		drainReq:   make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	if len(hello) > 0 {
+		cn.queue = append(cn.queue, hello)
+	}
 	g.establish(cn.queuePong)
 	return cn, nil
 }
 
-func (c *conn) peerIdentity() string { return c.zc.Peer.Meta["Identity"] }
+func (c *conn) peerIdentity() string { return c.info.Identity }
 
 // queuePong is called by the read side for a ZMTP PING; the answer is
 // written by the writer goroutine, never by the reader.
@@ -150,7 +142,7 @@ func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	defer c.g.release()
 	pong := func(ctx []byte) error {
-		return c.zc.SendCmd(zmq4.CmdPong, ctx)
+		return c.g.writeCommand("PONG", ctx)
 	}
 	draining := false
 	for {
@@ -257,8 +249,6 @@ func (c *conn) reason() error {
 	<-c.done
 	return c.closeErr
 }
-
-func nullSecurity() zmq4.Security { return null.Security() }
 
 // wait blocks until the writer goroutine has returned.
 func (c *conn) wait() { <-c.writerDone }

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-zeromq/zmq4"
 	"github.com/sirupsen/logrus"
 )
 
@@ -20,9 +19,8 @@ type DealerOptions struct {
 	// none (as the TypeScript client does) and the ROUTER assigns one.
 	Identity []byte
 	// Hello, when set, is the first message of every connection: it is
-	// sent with the handshake's last command instead of after the
-	// handshake, which saves a round trip per connection. Send it with
-	// Send instead and it is sent twice.
+	// queued before the connection is announced, so nothing can overtake
+	// it. Send it with Send instead and it is sent twice.
 	Hello [][]byte
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts; it doubles from the first to the second. Defaults 50ms, 2s.
@@ -39,6 +37,12 @@ type DealerHandler struct {
 	OnMessage func(frames [][]byte)
 	// OnDisconnect runs when an established connection ends. Optional.
 	OnDisconnect func(err error)
+	// OnConnectError runs when a connection attempt fails, before the
+	// backoff. A server that refused us (unknown key, NULL peer at a
+	// CURVE server) gives an error matching ErrRefused (its reason in a
+	// *RefusedError) or ErrMechanismMismatch: show it, rather than wait.
+	// Optional.
+	OnConnectError func(err error)
 }
 
 // Dealer is a ZeroMQ DEALER connected to one endpoint. It reconnects by
@@ -96,7 +100,14 @@ func (d *Dealer) run() {
 			if d.ctx.Err() != nil {
 				return
 			}
-			d.log.WithError(err).Debugf("connect failed; retrying in %s", backoff)
+			if errors.Is(err, ErrRefused) || errors.Is(err, ErrMechanismMismatch) {
+				d.log.WithError(err).Warnf("server refused the connection; retrying in %s", backoff)
+			} else {
+				d.log.WithError(err).Debugf("connect failed; retrying in %s", backoff)
+			}
+			if d.h.OnConnectError != nil {
+				d.h.OnConnectError(err)
+			}
 			select {
 			case <-time.After(backoff):
 			case <-d.ctx.Done():
@@ -149,7 +160,7 @@ func (d *Dealer) connect() (*conn, error) {
 		return nil, fmt.Errorf("dial %s: %w", d.addr, err)
 	}
 	// Go's dialer already set TCP_NODELAY and keepalive.
-	cn, err := handshake(dctx, nc, zmq4.Dealer, d.opts.Identity, false, d.opts.Options, d.opts.Hello...)
+	cn, err := handshake(dctx, nc, hsParams{socketType: socketDealer, identity: d.opts.Identity, opts: d.opts.Options}, d.opts.Hello...)
 	if err != nil {
 		_ = nc.Close()
 		return nil, err

@@ -99,6 +99,10 @@ type guardConn struct {
 
 	// scratch collects a message's frames in readMessage.
 	scratch []byte
+
+	// cur, set on a CURVE connection, seals and opens every frame
+	// (curve.go); nil for NULL security.
+	cur *curveCodec
 }
 
 func newGuardConn(c net.Conn, maxFrame int64, readBuf int) *guardConn {
@@ -389,6 +393,9 @@ var errTooManyFrames = errors.New("transport: message has too many frames")
 // caller. One message is bounded by the maximum frame size plus
 // messageSlack.
 func (g *guardConn) readMessage() ([][]byte, error) {
+	if g.cur != nil {
+		return g.readCurveMessage()
+	}
 	var sizes [8]int64
 	spans := sizes[:0]
 	var total int64
@@ -493,6 +500,9 @@ func appendMessage(dst []byte, frames [][]byte) []byte {
 // NULL security): zmq4's SendMsg makes two writes and a heap allocation per
 // frame for the same bytes. The caller flushes.
 func (g *guardConn) writeMessage(frames [][]byte) error {
+	if g.cur != nil {
+		return g.writeCurveMessage(frames)
+	}
 	var hdr [9]byte
 	for i, f := range frames {
 		var flag byte

@@ -142,13 +142,13 @@ func TestQueuedMessagesGoOutInOneWrite(t *testing.T) {
 			peer <- result{err: err}
 			return
 		}
-		c, err := handshake(context.Background(), nc, zmq4.Dealer, nil, false, Options{}.withDefaults())
+		c, err := handshake(context.Background(), nc, hsParams{socketType: socketDealer, opts: Options{}.withDefaults()})
 		peer <- result{c, err}
 	}()
 	nc, err := ln.Accept()
 	require.NoError(t, err)
 	counted := &writeCounter{Conn: nc}
-	srv, err := handshake(context.Background(), counted, zmq4.Router, nil, true, Options{}.withDefaults())
+	srv, err := handshake(context.Background(), counted, hsParams{server: true, socketType: socketRouter, opts: Options{}.withDefaults()})
 	require.NoError(t, err)
 	cli := <-peer
 	require.NoError(t, cli.err)

@@ -1,11 +1,13 @@
 // Package transport is huly-net's ZeroMQ socket layer: a ROUTER and a DEALER
-// that speak ZMTP 3 with NULL security through go-zeromq/zmq4's connection
-// level: zmq4.Open performs the greeting and the NULL handshake over a
-// guarded net.Conn of ours; after it, messages are framed by this package
-// (ZMTP 3 frames are a flag byte, a size and a body), because zmq4's
-// SendMsg/RecvMsg allocate per frame, parse twice and write twice per frame,
-// which kept the socket below half the speed of plain TCP. zmq4 stays the
-// reference codec in the tests: both directions are checked against it.
+// that speak ZMTP 3.x (RFC 23, RFC 37) with NULL security or CURVE security
+// (RFC 25, RFC 26). The greeting and handshakes are this package's own
+// (zmtp*.go, curve.go): they send what the protocol allows in as few writes
+// as possible. After the handshake, messages are framed by this package
+// (ZMTP 3 frames are a flag byte, a size and a body; with CURVE each frame
+// is a sealed MESSAGE), because zmq4's SendMsg/RecvMsg allocate per frame,
+// parse twice and write twice per frame, which kept the socket below half
+// the speed of plain TCP. go-zeromq/zmq4 and libzmq stay the references in
+// the tests: both directions are checked against them.
 //
 // zmq4's own sockets are not used because of what they do to a server: one
 // socket-wide writer lock that a peer which stops reading holds forever,
@@ -19,11 +21,15 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net"
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/huly-net/huly-net/go/curve"
 )
 
 // Defaults for Options.
@@ -62,6 +68,20 @@ type Options struct {
 	SendQueue int
 	// Logger receives connection-level events. Default: a discarding logger.
 	Logger logrus.FieldLogger
+
+	// CURVE security (ZMTP-CURVE, RFC 25/26). Router: CurveServer is the
+	// server's long-term key pair and turns CURVE on; CurveAuthenticate,
+	// when set, decides on each client's long-term public key (its error
+	// text goes to the client as the ERROR reason; nil accepts every key);
+	// CurveAllowNull, when set, admits NULL-security peers from the
+	// addresses it approves (nil: a CURVE Router refuses every NULL peer).
+	// Dealer: CurveClient is the client's key pair and turns CURVE on,
+	// CurveServerKey the server's public key.
+	CurveServer       *curve.KeyPair
+	CurveAuthenticate func(ctx context.Context, clientPublic curve.Key, remote net.Addr) error
+	CurveAllowNull    func(remote net.Addr) bool
+	CurveClient       *curve.KeyPair
+	CurveServerKey    curve.Key
 }
 
 func (o Options) withDefaults() Options {

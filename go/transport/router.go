@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-zeromq/zmq4"
 	"github.com/sirupsen/logrus"
 )
 
@@ -38,6 +37,10 @@ type RouterStats struct {
 	SlowPeerDisconnects uint64
 	Replaced            uint64
 	AcceptErrors        uint64
+	// Rejected counts handshakes refused by this side: unauthorized
+	// keys, wrong mechanism, wrong socket type, identity held by
+	// another key. They are also in HandshakeFailures.
+	Rejected uint64
 }
 
 // Router is a ZeroMQ ROUTER socket bound to one listener.
@@ -57,7 +60,9 @@ type Router struct {
 	nextID atomic.Uint32
 	sleep  func(context.Context, time.Duration)
 
-	accepted, handshakeFailures, oversize, slow, replaced, acceptErrors atomic.Uint64
+	cookies *cookieJar // CURVE cookie keys (zmtp.go, curve.go)
+
+	accepted, handshakeFailures, oversize, slow, replaced, acceptErrors, rejected atomic.Uint64
 }
 
 // Listen binds addr ("tcp://HOST:PORT", HOST may be "*", or "HOST:PORT") and
@@ -101,6 +106,9 @@ func newRouter(ln net.Listener, h RouterHandler, opts Options, sleep func(contex
 		cancel: cancel,
 		peers:  make(map[PeerID]*conn),
 		sleep:  sleep,
+	}
+	if opts.CurveServer != nil {
+		r.cookies = &cookieJar{}
 	}
 	// libzmq numbers the peers it names from a random start; so do we, so
 	// that ids do not collide with a previous run's for long.
@@ -167,10 +175,15 @@ func (r *Router) acceptLoop() {
 
 func (r *Router) serveConn(nc net.Conn) {
 	defer r.wg.Done()
-	cn, err := handshake(r.ctx, nc, zmq4.Router, nil, true, r.opts)
+	cn, err := handshake(r.ctx, nc, hsParams{server: true, socketType: socketRouter, opts: r.opts, cookies: r.cookies, admit: r.admit})
 	if err != nil {
 		r.handshakeFailures.Add(1)
-		r.log.WithError(err).Debug("handshake failed")
+		if errors.Is(err, ErrPeerRejected) || errors.Is(err, ErrMechanismMismatch) {
+			r.rejected.Add(1)
+			r.log.WithError(err).WithField("remote", nc.RemoteAddr().String()).Warn("refused a peer's handshake")
+		} else {
+			r.log.WithError(err).Debug("handshake failed")
+		}
 		_ = nc.Close()
 		return
 	}
@@ -192,6 +205,15 @@ func (r *Router) serveConn(nc net.Conn) {
 		return
 	}
 	old := r.peers[id]
+	if old != nil && !samePeerKey(old.info, cn.info) {
+		// Checked in admit too; this catches two handshakes racing.
+		r.mu.Unlock()
+		r.rejected.Add(1)
+		r.log.WithField("peer", fmt.Sprintf("%x", id)).Warn("refused a connection claiming an identity held by another key")
+		cn.shutdown(errIdentityInUse)
+		cn.wait()
+		return
+	}
 	r.peers[id] = cn
 	r.mu.Unlock()
 	if old != nil {
@@ -282,5 +304,45 @@ func (r *Router) Stats() RouterStats {
 		SlowPeerDisconnects: r.slow.Load(),
 		Replaced:            r.replaced.Load(),
 		AcceptErrors:        r.acceptErrors.Load(),
+		Rejected:            r.rejected.Load(),
 	}
+}
+
+// errIdentityInUse refuses a peer that claims the routing id of a connected
+// peer with another key or mechanism: replacing that connection would give
+// it the other peer's replies.
+var errIdentityInUse = &rejectError{"identity in use by another key"}
+
+func samePeerKey(a, b PeerInfo) bool {
+	return a.Mechanism == b.Mechanism && a.PublicKey == b.PublicKey
+}
+
+// admit is the Router's last check of a peer before its READY: a peer may
+// replace a connection with the same identity (a reconnect) only with the
+// same key.
+func (r *Router) admit(_ context.Context, info *PeerInfo) error {
+	if info.Identity == "" {
+		return nil
+	}
+	r.mu.RLock()
+	old := r.peers[PeerID(info.Identity)]
+	r.mu.RUnlock()
+	if old != nil && !samePeerKey(old.info, *info) {
+		return errIdentityInUse
+	}
+	return nil
+}
+
+// PeerInfo reports how a connected peer authenticated: its mechanism, its
+// CURVE public key, its address. A peer id keeps its key for as long as it
+// is connected: a connection with the same identity and another key is
+// refused.
+func (r *Router) PeerInfo(peer PeerID) (PeerInfo, bool) {
+	r.mu.RLock()
+	cn := r.peers[peer]
+	r.mu.RUnlock()
+	if cn == nil {
+		return PeerInfo{}, false
+	}
+	return cn.info, true
 }
