@@ -65,6 +65,7 @@ type options struct {
 	reacquireTimeout time.Duration
 	eventBuffer      int
 	logger           logrus.FieldLogger
+	curve            *curveKeys // security.go
 }
 
 // Option configures Dial.
@@ -201,7 +202,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	// Following references comes first, before any user handler sees the
 	// event.
 	c.events.first = c.followEvent
-	rpc, err := backrpc.Dial(addr, c.rpcOptions(o.clientID), backrpc.ClientHandler{
+	rpc, err := backrpc.Dial(addr, c.networkRPCOptions(o.clientID), backrpc.ClientHandler{
 		HandleRequest:   c.handleBackRequest,
 		OnEvent:         c.onRawEvent,
 		UncheckedEvents: true, // onRawEvent decodes (validates) what it reads

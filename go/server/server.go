@@ -45,6 +45,8 @@ type Options struct {
 	Transport   transport.Options
 	Clock       network.Clock
 	Logger      logrus.FieldLogger
+	// Security, when set, turns security on (security.go).
+	Security *Security
 }
 
 func (o Options) withDefaults() Options {
@@ -90,6 +92,8 @@ type Server struct {
 
 	// kick asks Run for a check now (a failover queued events).
 	kick chan struct{}
+
+	sec *security // nil: security off
 }
 
 // New creates a server; nothing is bound yet.
@@ -97,6 +101,10 @@ func New(opts Options) *Server {
 	opts = opts.withDefaults()
 	s := &Server{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1)}
 	s.termCtx, s.termCancel = context.WithCancel(context.Background())
+	if opts.Security != nil {
+		s.sec = newSecurity(s, opts.Security)
+		opts.Transport = s.sec.transportOptions(opts.Transport)
+	}
 	s.net = network.New(network.Options{
 		Clock:         opts.Clock,
 		AliveTimeout:  opts.AliveTimeout,
@@ -198,7 +206,9 @@ func (s *Server) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 // ct, not after its answer).
 func (s *Server) Check(ctx context.Context) {
 	ev, terms := s.net.Sweep()
-	if !ev.Empty() {
+	if !ev.Empty() && s.sec != nil {
+		s.sec.broadcast(ev)
+	} else if !ev.Empty() {
 		if _, err := s.rpc.Broadcast(ev); err != nil {
 			s.log.WithError(err).Warn("broadcast network event")
 		}
@@ -241,6 +251,11 @@ type errUnknownMethod string
 func (e errUnknownMethod) Error() string { return "Unknown method " + string(e) }
 
 func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string, params json.RawMessage) (any, error) {
+	if s.sec != nil {
+		if res, err, done := s.sec.handle(ctx, c, method, params); done {
+			return res, err
+		}
+	}
 	client := network.ClientID(c.ID)
 	s.net.ClientSeen(client)
 	switch method {

@@ -34,6 +34,9 @@ type Config struct {
 	LogLevel      string   `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
 	LogFormat     string   `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
 	Kinds         Kinds    `json:"kinds" flag:"-"`
+	// Security (docs/security.md); security.go.
+	CurveSecretKeyFile string `json:"curve_secret_key_file" usage:"the agent's CURVE secret key file for a secured network (credential:NAME reads a systemd credential; empty uses the credential curve.key when present)"`
+	CurveServerKey     string `json:"curve_server_key" usage:"the network's CURVE public key (Z85) for a secured network"`
 }
 
 // Kinds are the kinds the agent offers, by name.

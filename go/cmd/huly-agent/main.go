@@ -164,7 +164,13 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, log *lo
 	}
 	defer metricsStop()
 
-	c, err := client.Dial(cfg.Network, client.WithLogger(log))
+	secOpt, err := clientSecurity(cfg, log, getenv)
+	if err != nil {
+		kinds.detach()
+		closeAgent()
+		return err
+	}
+	c, err := client.Dial(cfg.Network, client.WithLogger(log), secOpt)
 	if err != nil {
 		kinds.detach()
 		closeAgent()

@@ -12,11 +12,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/huly-net/huly-net/go/auth"
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/internal/config"
 	"github.com/huly-net/huly-net/go/internal/logsetup"
@@ -47,6 +49,11 @@ type Config struct {
 	PprofListen         string          `json:"pprof_listen" usage:"serve Go profiles on HOST:PORT at /debug/pprof/ for diagnosis (off when empty; bind loopback only)"`
 	LogLevel            string          `json:"log_level" usage:"log level: trace, debug, info, warn, error"`
 	LogFormat           string          `json:"log_format" usage:"log format: auto, text, json, journal (auto: journal when stderr is the journal)"`
+	// Security (docs/security.md); security.go.
+	CurveSecretKeyFile string   `json:"curve_secret_key_file" usage:"the network's CURVE secret key file; turns security on (credential:NAME reads a systemd credential; empty uses the credential curve.key when present)"`
+	AuthorizedKeys     string   `json:"authorized_keys" usage:"file of the keys that may connect, with their roles and kinds (reloaded on SIGHUP); required with a secret key"`
+	AllowNullFrom      []string `json:"allow_null_from" usage:"CIDR from which peers without a key (TypeScript 0.7) are admitted on a secured network (repeatable)"`
+	MaxAgentIDsPerKey  int      `json:"max_agent_ids_per_key" usage:"agent ids one key may have bound to it; a key registering more is refused"`
 }
 
 func defaults() *Config {
@@ -65,6 +72,7 @@ func defaults() *Config {
 		ShutdownTimeout:     config.Duration(5 * time.Second),
 		LogLevel:            "info",
 		LogFormat:           "auto",
+		MaxAgentIDsPerKey:   auth.DefaultMaxAgentIDsPerKey,
 	}
 }
 
@@ -98,6 +106,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxInflight < 1 {
 		errs = append(errs, fmt.Errorf("max_inflight: must be at least 1, got %d", c.MaxInflight))
+	}
+	if c.MaxAgentIDsPerKey < 1 {
+		errs = append(errs, fmt.Errorf("max_agent_ids_per_key: must be at least 1, got %d", c.MaxAgentIDsPerKey))
 	}
 	if c.SendQueue < 1 {
 		errs = append(errs, fmt.Errorf("send_queue: must be at least 1, got %d", c.SendQueue))
@@ -199,7 +210,7 @@ func applyReload(log *logrus.Logger, cur, next *Config) {
 	}
 	a, b := *cur, *next
 	a.LogLevel, a.LogFormat, b.LogLevel, b.LogFormat = "", "", "", ""
-	if a != b {
+	if !reflect.DeepEqual(a, b) {
 		log.Warn("configuration changes other than log_level and log_format take effect after a restart")
 	}
 	cur.LogLevel, cur.LogFormat = next.LogLevel, next.LogFormat
@@ -213,7 +224,12 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 	defer signal.Stop(hup)
 
 	notifier := systemd.NewNotifier(log)
+	sec, err := loadSecurity(cfg, log)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Options{
+		Security:            sec,
 		AliveTimeout:        cfg.AliveTimeout.D(),
 		UnusedTimeout:       cfg.UnusedTimeout.D(),
 		PingInterval:        cfg.PingInterval.D(),
@@ -312,6 +328,7 @@ loop:
 			} else {
 				applyReload(log, cfg, next)
 			}
+			reloadKeys(srv, log)
 			notifier.Ready()
 			status()
 		case err := <-runDone:
