@@ -2,8 +2,11 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -12,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/huly-net/huly-net/go/curve"
 )
 
 // libzmqPython finds a Python with pyzmq (Debian: python3-zmq, which brings
@@ -106,4 +111,106 @@ func TestDealerHelloAgainstLibzmqRouter(t *testing.T) {
 
 	d := dialPipe(t, "tcp://127.0.0.1:"+port, DealerOptions{Identity: []byte("go-dealer"), Hello: [][]byte{[]byte("hi"), []byte("there")}})
 	assert.Equal(t, [][]byte{[]byte("hi ok"), []byte("there ok")}, d.recv(t))
+}
+
+// startPyPeer starts the libzmq peer script in mode and returns a scanner
+// of its output lines.
+func startPyPeer(t *testing.T, args ...string) *bufio.Scanner {
+	t.Helper()
+	py := libzmqPython(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, py, append([]string{"testdata/libzmq_peer.py"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	return bufio.NewScanner(stdout)
+}
+
+func scanLine(t *testing.T, sc *bufio.Scanner) string {
+	t.Helper()
+	require.True(t, sc.Scan(), "libzmq peer ended early: %v", sc.Err())
+	return strings.TrimSpace(sc.Text())
+}
+
+// A libzmq DEALER with CURVE keys (and heartbeats, which travel as sealed
+// commands) against our CURVE ROUTER: requests and answers both ways, and
+// the Router knows the client's key.
+func TestLibzmqCurveDealerAgainstRouter(t *testing.T) {
+	libzmqPython(t)
+	server := mustKeyPair(t)
+	keys := make(chan curve.Key, 4)
+	peers := make(chan PeerID, 4)
+	r, err := replyingRouter("tcp://127.0.0.1:0", Options{
+		CurveServer: &server,
+		CurveAuthenticate: func(_ context.Context, k curve.Key, _ net.Addr) error {
+			keys <- k
+			return nil
+		},
+	}, func(r *Router, p PeerID, f [][]byte) {
+		peers <- p
+		_ = r.Send(p, []byte("2"), f[1], []byte(`"ok"`))
+	})
+	require.NoError(t, err)
+	defer r.Close()
+
+	sc := startPyPeer(t, "curve-dealer", "tcp://"+r.Addr().String(), server.Public.String())
+	clientKey, err := curve.ParseKey(scanLine(t, sc))
+	require.NoError(t, err)
+	for i := 0; i < 2; i++ {
+		var frames []string
+		require.NoError(t, json.Unmarshal([]byte(scanLine(t, sc)), &frames))
+		assert.Equal(t, []string{"2", "req-" + string(rune('0'+i)), `"ok"`}, frames)
+	}
+	assert.Equal(t, clientKey, <-keys)
+	p := <-peers
+	info, ok := r.PeerInfo(p)
+	if ok { // the peer may have closed already
+		assert.Equal(t, MechanismCurve, info.Mechanism)
+		assert.Equal(t, clientKey, info.PublicKey)
+	}
+	assert.Equal(t, uint64(1), r.Stats().Accepted, "heartbeats answered: no reconnect")
+}
+
+// Our CURVE DEALER against a libzmq CURVE ROUTER, whose ZAP handler sees
+// our key; the hello goes first.
+func TestDealerAgainstLibzmqCurveRouter(t *testing.T) {
+	sc := startPyPeer(t, "curve-router")
+	serverKey, err := curve.ParseKey(scanLine(t, sc))
+	require.NoError(t, err)
+	port := scanLine(t, sc)
+	client := mustKeyPair(t)
+	d := dialPipe(t, "tcp://127.0.0.1:"+port, DealerOptions{
+		Identity: []byte("go-dealer"),
+		Hello:    [][]byte{[]byte("hi"), bytes.Repeat([]byte("x"), 1000)},
+		Options:  Options{CurveClient: &client, CurveServerKey: serverKey},
+	})
+	assert.Equal(t, [][]byte{[]byte("hi ok"), append(bytes.Repeat([]byte("x"), 1000), " ok"...)}, d.recv(t))
+	var seen struct{ Identity, User string }
+	require.NoError(t, json.Unmarshal([]byte(scanLine(t, sc)), &seen))
+	assert.Equal(t, "676f2d6465616c6572", seen.Identity)
+	assert.Equal(t, client.Public.String(), seen.User)
+}
+
+// A libzmq client whose key the authenticator refuses gets ERROR, which
+// libzmq reports as a failed handshake; nothing reaches the handler.
+func TestLibzmqCurveUnauthorizedKeyRefused(t *testing.T) {
+	libzmqPython(t)
+	server := mustKeyPair(t)
+	got := make(chan struct{}, 1)
+	r, err := replyingRouter("tcp://127.0.0.1:0", Options{
+		CurveServer: &server,
+		CurveAuthenticate: func(context.Context, curve.Key, net.Addr) error {
+			return errors.New("key not authorized")
+		},
+	}, func(*Router, PeerID, [][]byte) { got <- struct{}{} })
+	require.NoError(t, err)
+	defer r.Close()
+	sc := startPyPeer(t, "curve-refused", "tcp://"+r.Addr().String(), server.Public.String())
+	scanLine(t, sc) // the client's key
+	assert.Equal(t, "refused", scanLine(t, sc))
+	assert.GreaterOrEqual(t, r.Stats().Rejected, uint64(1))
+	assert.Empty(t, got)
 }
