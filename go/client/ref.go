@@ -252,6 +252,9 @@ func retryable(err error) bool {
 	if errors.As(err, &ae) {
 		return false
 	}
+	if refusedBySecurity(err) {
+		return false
+	}
 	var re *backrpc.RemoteError
 	if errors.As(err, &re) {
 		// The server's complaints about the params themselves.

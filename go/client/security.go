@@ -1,6 +1,9 @@
 package client
 
 import (
+	"errors"
+	"strings"
+
 	"github.com/huly-net/huly-net/go/auth"
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/curve"
@@ -47,4 +50,15 @@ func (c *Client) networkRPCOptions(id string) backrpc.ClientOptions {
 		o.Transport.CurveServerKey = k.server
 	}
 	return o
+}
+
+// refusedBySecurity: the network refused our key, or its policy refused
+// the call; asking again will not help until its keys change.
+func refusedBySecurity(err error) bool {
+	var rf *RefusedError
+	if errors.As(err, &rf) {
+		return true
+	}
+	var re *backrpc.RemoteError
+	return errors.As(err, &re) && strings.HasPrefix(re.Message, auth.ErrDenied.Error()+":")
 }
