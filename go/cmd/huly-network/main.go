@@ -164,6 +164,10 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "huly-network: %v\n", err)
 		return 2
 	}
+	if err := checkSecurity(cfg, getenv); err != nil {
+		fmt.Fprintf(stderr, "huly-network: invalid configuration: %v\n", err)
+		return 2
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
