@@ -103,9 +103,12 @@ func (sc *security) deny(c backrpc.ClientInfo, err error) error {
 	var be *auth.BindError
 	event := audit.Denied
 	if errors.As(err, &be) {
+		// Named by the key's comment, as every other entry.
 		event = audit.AgentRefused
+		sc.aud.Record(audit.Record{Event: event, Peer: c.Remote, Action: string(auth.ActionRegister), AgentID: be.AgentID, Reason: be.Error()}.ForKey(be.Key, sc.name(be.Key)))
+	} else {
+		sc.aud.Refused(err, c.Remote, false)
 	}
-	sc.aud.Refused(err, c.Remote, false)
 	sc.refusals.WithLabelValues(string(event), sc.name(c.Key)).Inc()
 	return err
 }

@@ -74,12 +74,18 @@ func genKey(t *testing.T) curve.KeyPair {
 // KEY:NAME standing for the public key of the peer NAME (made here).
 func startSecure(t *testing.T, allowNull []string, lines ...string) *secureNet {
 	t.Helper()
+	return startSecureMax(t, 100, allowNull, lines...)
+}
+
+// startSecureMax is startSecure with max_agent_ids_per_key.
+func startSecureMax(t *testing.T, maxAgentIDs int, allowNull []string, lines ...string) *secureNet {
+	t.Helper()
 	dir := t.TempDir()
 	n := &secureNet{server: genKey(t), keys: map[string]curve.KeyPair{}, journal: &journalRecorder{}}
 	require.NoError(t, curve.WriteKeyPair(filepath.Join(dir, "network"), n.server))
 	n.keysFile = filepath.Join(dir, "authorized_keys")
 	n.writeKeys(t, lines...)
-	sec, err := auth.LoadServer(filepath.Join(dir, "network.key"), n.keysFile, allowNull, 100, func(string) string { return "" })
+	sec, err := auth.LoadServer(filepath.Join(dir, "network.key"), n.keysFile, allowNull, maxAgentIDs, func(string) string { return "" })
 	require.NoError(t, err)
 	n.s = New(Options{
 		AliveTimeout:  800 * time.Millisecond,
@@ -400,4 +406,17 @@ func TestSecurityAdmitsNullPeerFromAllowList(t *testing.T) {
 	_, err = tryRequest(b, "ar", map[string]any{"uuid": "ts-agent", "containers": []any{}, "kinds": []string{"echo"}, "endpoint": nil})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "bound to another key")
+}
+
+func TestSecurityLimitsAgentIDsPerKey(t *testing.T) {
+	n := startSecureMax(t, 2, nil, "agent KEY:build kinds=echo")
+	c := n.connectAs(t, "build", backrpc.ClientHandler{})
+	for _, id := range []string{"agent-1", "agent-2"} {
+		request(t, c, "ar", map[string]any{"uuid": id, "containers": []any{}, "kinds": []string{"echo"}, "endpoint": nil})
+	}
+	_, err := tryRequest(c, "ar", map[string]any{"uuid": "agent-3", "containers": []any{}, "kinds": []string{"echo"}, "endpoint": nil})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "already has 2 agent ids bound (max_agent_ids_per_key)")
+	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "agent_refused", audit.FieldAgentID: "agent-3", audit.FieldKeyName: "build"}))
+	assert.Len(t, n.s.Network().Agents(), 2)
 }
