@@ -19,6 +19,9 @@ func clientSecurity(cfg *Config, log logrus.FieldLogger, getenv func(string) str
 	}
 	if sec != nil {
 		log.WithField("key", sec.KeyPair.Public.String()).Info("connecting to the network with CURVE")
+		if cfg.Listen != "" {
+			log.WithField("listen", cfg.Listen).Warn("security: the agent's own endpoint (listen) does not check keys in this build; whoever reaches it may call its containers: keep it on a trusted network, or leave listen empty so that requests are routed through the network (docs/security.md)")
+		}
 	}
 	return client.WithSecurity(sec), nil
 }
