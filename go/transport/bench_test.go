@@ -28,8 +28,13 @@ type zmqEcho struct {
 	r *Router
 }
 
-func startZmqEcho(b *testing.B) *zmqEcho {
-	r, err := replyingRouter("127.0.0.1:0", Options{SendQueue: 1 << 16}, func(r *Router, p PeerID, f [][]byte) { _ = r.Send(p, f...) })
+func startZmqEcho(b *testing.B, opts ...Options) *zmqEcho {
+	o := Options{}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.SendQueue = 1 << 16
+	r, err := replyingRouter("127.0.0.1:0", o, func(r *Router, p PeerID, f [][]byte) { _ = r.Send(p, f...) })
 	require.NoError(b, err)
 	return &zmqEcho{r: r}
 }
@@ -42,7 +47,12 @@ type zmqClient struct {
 
 // newZmqClient connects a Dealer; onMessage, when given, runs on the read
 // goroutine (as the TCP client's reader does), else replies go to recv.
-func newZmqClient(b *testing.B, addr string, onMessage func()) *zmqClient {
+func newZmqClient(b *testing.B, addr string, onMessage func(), opts ...Options) *zmqClient {
+	o := Options{}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.SendQueue = 1 << 16
 	c := &zmqClient{recv: make(chan struct{}, 1<<16), conn: make(chan struct{}, 1)}
 	if onMessage == nil {
 		onMessage = func() { c.recv <- struct{}{} }
@@ -50,7 +60,7 @@ func newZmqClient(b *testing.B, addr string, onMessage func()) *zmqClient {
 	c.d = Dial(addr, DealerHandler{
 		OnConnect: func() { c.conn <- struct{}{} },
 		OnMessage: func([][]byte) { onMessage() },
-	}, DealerOptions{Options: Options{SendQueue: 1 << 16}})
+	}, DealerOptions{Options: o})
 	<-c.conn
 	return c
 }
@@ -148,28 +158,30 @@ func (t *tcpClient) recv() error {
 // time. Compare ns/op between the zmq and tcp sub-benchmarks.
 func BenchmarkEcho(b *testing.B) {
 	const window = 256
-	b.Run("pipelined/zmq", func(b *testing.B) {
-		srv := startZmqEcho(b)
-		defer srv.r.Close()
-		sem := make(chan struct{}, window)
-		done := make(chan struct{})
-		n := 0
-		c := newZmqClient(b, srv.r.Addr().String(), func() {
-			<-sem
-			if n++; n == b.N {
-				close(done)
+	for _, sec := range benchSecurity(b) {
+		b.Run("pipelined/"+sec.name, func(b *testing.B) {
+			srv := startZmqEcho(b, sec.server)
+			defer srv.r.Close()
+			sem := make(chan struct{}, window)
+			done := make(chan struct{})
+			n := 0
+			c := newZmqClient(b, srv.r.Addr().String(), func() {
+				<-sem
+				if n++; n == b.N {
+					close(done)
+				}
+			}, sec.client)
+			defer c.d.Close()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				sem <- struct{}{}
+				if err := c.d.Send(benchFrames...); err != nil {
+					b.Fatal(err)
+				}
 			}
+			<-done
 		})
-		defer c.d.Close()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			sem <- struct{}{}
-			if err := c.d.Send(benchFrames...); err != nil {
-				b.Fatal(err)
-			}
-		}
-		<-done
-	})
+	}
 	b.Run("pipelined/tcp", func(b *testing.B) {
 		ln, wg := startTCPEcho(b)
 		defer wg.Wait()
@@ -199,24 +211,26 @@ func BenchmarkEcho(b *testing.B) {
 		}
 		<-done
 	})
-	b.Run("clients100/zmq", func(b *testing.B) {
-		srv := startZmqEcho(b)
-		defer srv.r.Close()
-		clients := make([]*zmqClient, 100)
-		for i := range clients {
-			clients[i] = newZmqClient(b, srv.r.Addr().String(), nil)
-			defer clients[i].d.Close()
-		}
-		b.ResetTimer()
-		runParallelClients(b.N, len(clients), func(i int) {
-			c := clients[i]
-			if err := c.d.Send(benchFrames...); err != nil {
-				b.Error(err)
-				return
+	for _, sec := range benchSecurity(b) {
+		b.Run("clients100/"+sec.name, func(b *testing.B) {
+			srv := startZmqEcho(b, sec.server)
+			defer srv.r.Close()
+			clients := make([]*zmqClient, 100)
+			for i := range clients {
+				clients[i] = newZmqClient(b, srv.r.Addr().String(), nil, sec.client)
+				defer clients[i].d.Close()
 			}
-			<-c.recv
+			b.ResetTimer()
+			runParallelClients(b.N, len(clients), func(i int) {
+				c := clients[i]
+				if err := c.d.Send(benchFrames...); err != nil {
+					b.Error(err)
+					return
+				}
+				<-c.recv
+			})
 		})
-	})
+	}
 	b.Run("clients100/tcp", func(b *testing.B) {
 		ln, wg := startTCPEcho(b)
 		defer wg.Wait()
@@ -257,4 +271,43 @@ func runParallelClients(n, k int, roundTrip func(client int)) {
 		}(c, share)
 	}
 	wg.Wait()
+}
+
+// benchSecurity is the security matrix of the benchmarks: "zmq" is NULL
+// security, "zmq-curve" CURVE.
+func benchSecurity(b *testing.B) []struct {
+	name           string
+	server, client Options
+} {
+	server := mustKeyPair(b)
+	client := mustKeyPair(b)
+	return []struct {
+		name           string
+		server, client Options
+	}{
+		{"zmq", Options{}, Options{}},
+		{"zmq-curve", Options{CurveServer: &server}, Options{CurveClient: &client, CurveServerKey: server.Public}},
+	}
+}
+
+// BenchmarkConnect is a DEALER's connection to a ROUTER, from dial to
+// OnConnect (the handshake done), one at a time, with NULL and CURVE
+// security.
+func BenchmarkConnect(b *testing.B) {
+	for _, sec := range benchSecurity(b) {
+		b.Run(sec.name, func(b *testing.B) {
+			srv := startZmqEcho(b, sec.server)
+			defer srv.r.Close()
+			addr := srv.r.Addr().String()
+			conn := make(chan struct{}, 1)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				d := Dial(addr, DealerHandler{OnConnect: func() { conn <- struct{}{} }}, DealerOptions{Options: sec.client})
+				<-conn
+				b.StopTimer()
+				_ = d.Close()
+				b.StartTimer()
+			}
+		})
+	}
 }

@@ -53,9 +53,13 @@ func handshake(ctx context.Context, c net.Conn, p hsParams, hello ...[]byte) (*c
 	if err := c.SetDeadline(deadline); err != nil {
 		return nil, fmt.Errorf("set handshake deadline: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	info, codec, err := runHandshake(ctx, g, p)
+	// The handshake's context carries its deadline, for the
+	// authenticator a CURVE ROUTER calls.
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	stop := context.AfterFunc(hctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	info, codec, err := runHandshake(hctx, g, p)
 	stop()
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("zmtp handshake with %s: %w", c.RemoteAddr(), err)
 	}

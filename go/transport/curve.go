@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/nacl/box"
 	"golang.org/x/crypto/nacl/secretbox"
+	"golang.org/x/crypto/salsa20/salsa"
 
 	"github.com/huly-net/huly-net/go/curve"
 )
@@ -81,6 +83,36 @@ func longNonce(prefix string, r []byte) *[24]byte {
 	return &nonce
 }
 
+// boxKey is nacl/box.Precompute with a prepared private key: x/crypto's
+// curve25519 runs through crypto/ecdh, which derives the public key of a
+// private key each time one is made, so Precompute and Seal/Open with raw
+// keys cost two scalar multiplications instead of one; the handshake's
+// cost was doubled by it. A peer key of low order is refused.
+func boxKey(shared *[32]byte, priv *ecdh.PrivateKey, peer []byte) error {
+	pub, err := ecdh.X25519().NewPublicKey(peer)
+	if err != nil {
+		return protoErr("bad CURVE public key: %v", err)
+	}
+	secret, err := priv.ECDH(pub)
+	if err != nil {
+		return protoErr("CURVE key agreement: %v", err)
+	}
+	var k [32]byte
+	copy(k[:], secret)
+	var zeros [16]byte
+	salsa.HSalsa20(shared, &zeros, &k, &salsa.Sigma)
+	return nil
+}
+
+// longTermKey prepares a long-term secret key for boxKey.
+func longTermKey(kp *curve.KeyPair) (*ecdh.PrivateKey, error) {
+	k, err := ecdh.X25519().NewPrivateKey(kp.Secret[:])
+	if err != nil {
+		return nil, fmt.Errorf("curve secret key: %w", err)
+	}
+	return k, nil
+}
+
 func randomBytes(n int) ([]byte, error) {
 	b := make([]byte, n)
 	if _, err := io.ReadFull(rand.Reader, b); err != nil {
@@ -89,14 +121,54 @@ func randomBytes(n int) ([]byte, error) {
 	return b, nil
 }
 
-// cookieJar holds a Router's cookie keys: a random key that is replaced
-// every minute, and the one before it.
+// cookieJar holds a Router's CURVE state: the cookie keys (a random key
+// that is replaced every minute, and the one before it) and a small supply
+// of fresh short-term key pairs, made ahead so that key generation is not
+// on a handshake's path. Each pair is used for one connection only.
 type cookieJar struct {
 	mu      sync.Mutex
 	cur     [32]byte
 	prev    [32]byte
 	curAt   time.Time
 	hasPrev bool
+
+	long      *ecdh.PrivateKey // the server's
+	shortKeys chan *ecdh.PrivateKey
+}
+
+const shortKeySupply = 16
+
+func newCookieJar(server *curve.KeyPair) (*cookieJar, error) {
+	long, err := longTermKey(server)
+	if err != nil {
+		return nil, err
+	}
+	return &cookieJar{long: long, shortKeys: make(chan *ecdh.PrivateKey, shortKeySupply)}, nil
+}
+
+// supply keeps the short-term key supply full until ctx ends.
+func (j *cookieJar) supply(ctx context.Context) {
+	for {
+		k, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			return // handshakes make their own
+		}
+		select {
+		case j.shortKeys <- k:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// shortKey takes a key pair from the supply, or makes one.
+func (j *cookieJar) shortKey() (*ecdh.PrivateKey, error) {
+	select {
+	case k := <-j.shortKeys:
+		return k, nil
+	default:
+		return ecdh.X25519().GenerateKey(rand.Reader)
+	}
 }
 
 func (j *cookieJar) keys(now time.Time) (cur, prev [32]byte, hasPrev bool, err error) {
@@ -351,17 +423,45 @@ func (g *guardConn) curveCommand(body []byte) error {
 	return nil
 }
 
-// curveClientHandshake is the DEALER side: greeting and HELLO in one
-// write, INITIATE in another, then READY.
-func curveClientHandshake(g *guardConn, p hsParams, info *PeerInfo) (*curveCodec, error) {
-	kp := p.opts.CurveClient
-	serverKey := (*[32]byte)(&p.opts.CurveServerKey)
-	cPub, cSec, err := box.GenerateKey(rand.Reader)
+// curveClientKeys is what a CURVE DEALER can compute before it is
+// connected: its short-term key pair and the HELLO box key.
+type curveClientKeys struct {
+	long     *ecdh.PrivateKey // C, kept by the Dealer across connections
+	short    *ecdh.PrivateKey // C'
+	toServer [32]byte         // C'·S
+}
+
+// prepareCurveClient makes a connection's short-term key and HELLO key;
+// long is the prepared long-term key, nil the first time.
+func prepareCurveClient(opts Options, long *ecdh.PrivateKey) (*curveClientKeys, error) {
+	if long == nil {
+		var err error
+		if long, err = longTermKey(opts.CurveClient); err != nil {
+			return nil, err
+		}
+	}
+	short, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("short-term key: %w", err)
 	}
-	var toServer [32]byte // C'·S
-	box.Precompute(&toServer, serverKey, cSec)
+	k := &curveClientKeys{long: long, short: short}
+	if err := boxKey(&k.toServer, short, opts.CurveServerKey[:]); err != nil {
+		return nil, fmt.Errorf("server key: %w", err)
+	}
+	return k, nil
+}
+
+// curveClientHandshake is the DEALER side: greeting and HELLO in one
+// write, INITIATE in another, then READY.
+func curveClientHandshake(g *guardConn, p hsParams, info *PeerInfo) (*curveCodec, error) {
+	pre := p.curveKeys
+	if pre == nil {
+		var err error
+		if pre, err = prepareCurveClient(p.opts, nil); err != nil {
+			return nil, err
+		}
+	}
+	cPub, toServer := pre.short.PublicKey().Bytes(), &pre.toServer
 
 	out := make([]byte, 0, greetingSize+9+helloSize+8)
 	out = appendGreeting(out, MechanismCurve, false)
@@ -369,10 +469,10 @@ func curveClientHandshake(g *guardConn, p hsParams, info *PeerInfo) (*curveCodec
 	out = append(out, "HELLO"...)
 	out = append(out, 1, 0)
 	out = append(out, make([]byte, 72)...)
-	out = append(out, cPub[:]...)
+	out = append(out, cPub...)
 	out = binary.BigEndian.AppendUint64(out, 1)
 	var zero [64]byte
-	out = box.SealAfterPrecomputation(out, zero[:], shortNonce(prefixHello, 1), &toServer)
+	out = box.SealAfterPrecomputation(out, zero[:], shortNonce(prefixHello, 1), toServer)
 	if _, err := g.Conn.Write(out); err != nil {
 		return nil, fmt.Errorf("write HELLO: %w", err)
 	}
@@ -400,24 +500,34 @@ func curveClientHandshake(g *guardConn, p hsParams, info *PeerInfo) (*curveCodec
 	case name != "WELCOME" || len(data) != welcomeSize:
 		return nil, protoErr("%s command of %d bytes instead of WELCOME", name, len(data))
 	}
-	welcome, ok := box.OpenAfterPrecomputation(nil, data[16:], longNonce(prefixWelcome, data[:16]), &toServer)
+	welcome, ok := box.OpenAfterPrecomputation(nil, data[16:], longNonce(prefixWelcome, data[:16]), toServer)
 	_, _ = g.br.Discard(n)
 	if !ok {
 		return nil, protoErr("WELCOME box does not open with the server key")
 	}
-	var sPub [32]byte // S'
-	copy(sPub[:], welcome[:32])
+	sPub := welcome[:32] // S'
 	cookie := welcome[32:]
 
-	var shared [32]byte // C'·S', for INITIATE, READY and every message
-	box.Precompute(&shared, &sPub, cSec)
 	vn, err := randomBytes(16)
 	if err != nil {
 		return nil, err
 	}
-	vouch := box.Seal(nil, append(cPub[:32:32], p.opts.CurveServerKey[:]...), longNonce(prefixVouch, vn), &sPub, (*[32]byte)(&kp.Secret))
+	// The two key agreements of INITIATE are independent: one runs on
+	// another goroutine (core), the other here.
+	var shared [32]byte // C'·S', for INITIATE, READY and every message
+	agreed := make(chan error, 1)
+	go func() { agreed <- boxKey(&shared, pre.short, sPub) }()
+	var vouchKey [32]byte // C·S'
+	err = boxKey(&vouchKey, pre.long, sPub)
+	if aerr := <-agreed; err == nil {
+		err = aerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	vouch := box.SealAfterPrecomputation(nil, append(cPub[:32:32], p.opts.CurveServerKey[:]...), longNonce(prefixVouch, vn), &vouchKey)
 	plain := make([]byte, 0, 32+16+len(vouch)+64+len(p.identity))
-	plain = append(plain, kp.Public[:]...)
+	plain = append(plain, pre.long.PublicKey().Bytes()...)
 	plain = append(plain, vn...)
 	plain = append(plain, vouch...)
 	plain = appendMetadata(plain, p.socketType, p.identity)
@@ -463,6 +573,7 @@ func curveClientHandshake(g *guardConn, p hsParams, info *PeerInfo) (*curveCodec
 // curveServerHandshake is the ROUTER side, after the greetings.
 func curveServerHandshake(ctx context.Context, g *guardConn, p hsParams, info *PeerInfo) (*curveCodec, error) {
 	kp := p.opts.CurveServer
+	jar := p.cookies
 	name, data, n, err := peekCommand(g.br, maxHandshakeCommand)
 	if err != nil {
 		return nil, fmt.Errorf("read HELLO: %w", err)
@@ -477,7 +588,9 @@ func curveServerHandshake(ctx context.Context, g *guardConn, p hsParams, info *P
 	copy(cPub[:], data[74:106])
 	helloNonce := binary.BigEndian.Uint64(data[106:])
 	var toClient [32]byte // S·C'
-	box.Precompute(&toClient, &cPub, (*[32]byte)(&kp.Secret))
+	if err := boxKey(&toClient, jar.long, cPub[:]); err != nil {
+		return nil, err
+	}
 	_, ok := box.OpenAfterPrecomputation(nil, data[114:], shortNonce(prefixHello, helloNonce), &toClient)
 	_, _ = g.br.Discard(n)
 	if !ok {
@@ -486,11 +599,12 @@ func curveServerHandshake(ctx context.Context, g *guardConn, p hsParams, info *P
 		return nil, protoErr("HELLO box does not open: the client has another server key")
 	}
 
-	sPub, sSec, err := box.GenerateKey(rand.Reader)
+	short, err := jar.shortKey()
 	if err != nil {
 		return nil, fmt.Errorf("short-term key: %w", err)
 	}
-	cur, _, _, err := p.cookies.keys(time.Now())
+	sPub, sSec := short.PublicKey().Bytes(), short.Bytes()
+	cur, _, _, err := jar.keys(time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -499,7 +613,7 @@ func curveServerHandshake(ctx context.Context, g *guardConn, p hsParams, info *P
 		return nil, err
 	}
 	cookie := append(make([]byte, 0, cookieSize), rnd[:16]...)
-	cookie = secretbox.Seal(cookie, append(cPub[:32:32], sSec[:]...), longNonce(prefixCookie, rnd[:16]), &cur)
+	cookie = secretbox.Seal(cookie, append(cPub[:32:32], sSec...), longNonce(prefixCookie, rnd[:16]), &cur)
 	welcome := box.SealAfterPrecomputation(nil, append(sPub[:32:32], cookie...), longNonce(prefixWelcome, rnd[16:]), &toClient)
 	if _, err := g.Conn.Write(appendCommand(make([]byte, 0, 9+8+welcomeSize), "WELCOME", rnd[16:], welcome)); err != nil {
 		return nil, fmt.Errorf("write WELCOME: %w", err)
@@ -514,7 +628,7 @@ func curveServerHandshake(ctx context.Context, g *guardConn, p hsParams, info *P
 	}
 	// The cookie must be ours, from this minute or the last, and hold
 	// this connection's keys.
-	cur, prev, hasPrev, err := p.cookies.keys(time.Now())
+	cur, prev, hasPrev, err := jar.keys(time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -522,7 +636,7 @@ func curveServerHandshake(ctx context.Context, g *guardConn, p hsParams, info *P
 	if !ok && hasPrev {
 		ck, ok = secretbox.Open(nil, data[16:cookieSize], longNonce(prefixCookie, data[:16]), &prev)
 	}
-	if !ok || subtle.ConstantTimeCompare(ck[:32], cPub[:]) != 1 || subtle.ConstantTimeCompare(ck[32:], sSec[:]) != 1 {
+	if !ok || subtle.ConstantTimeCompare(ck[:32], cPub[:]) != 1 || subtle.ConstantTimeCompare(ck[32:], sSec) != 1 {
 		return nil, protoErr("INITIATE cookie invalid or expired")
 	}
 	initNonce := binary.BigEndian.Uint64(data[cookieSize:])
@@ -530,7 +644,9 @@ func curveServerHandshake(ctx context.Context, g *guardConn, p hsParams, info *P
 		return nil, protoErr("INITIATE nonce %d after HELLO nonce %d", initNonce, helloNonce)
 	}
 	var shared [32]byte // S'·C'
-	box.Precompute(&shared, &cPub, sSec)
+	if err := boxKey(&shared, short, cPub[:]); err != nil {
+		return nil, err
+	}
 	plain, ok := box.OpenAfterPrecomputation(nil, data[cookieSize+8:], shortNonce(prefixInitiate, initNonce), &shared)
 	_, _ = g.br.Discard(n)
 	if !ok {
@@ -538,7 +654,11 @@ func curveServerHandshake(ctx context.Context, g *guardConn, p hsParams, info *P
 	}
 	var clientKey [32]byte // C
 	copy(clientKey[:], plain[:32])
-	vouch, ok := box.Open(nil, plain[48:128], longNonce(prefixVouch, plain[32:48]), &clientKey, sSec)
+	var vouchKey [32]byte // S'·C
+	if err := boxKey(&vouchKey, short, clientKey[:]); err != nil {
+		return nil, err
+	}
+	vouch, ok := box.OpenAfterPrecomputation(nil, plain[48:128], longNonce(prefixVouch, plain[32:48]), &vouchKey)
 	if !ok || !bytes.Equal(vouch[:32], cPub[:]) || !bytes.Equal(vouch[32:], kp.Public[:]) {
 		return nil, protoErr("INITIATE vouch invalid")
 	}

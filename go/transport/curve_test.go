@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/nacl/box"
 
 	"github.com/huly-net/huly-net/go/curve"
 )
@@ -341,7 +342,9 @@ func FuzzHandshakeCommands(f *testing.F) {
 		var peerGreeting []byte
 		switch mode % 4 {
 		case 0:
-			p = hsParams{server: true, socketType: socketRouter, cookies: &cookieJar{}, opts: Options{CurveServer: &server}}
+			jar, err := newCookieJar(&server)
+			require.NoError(t, err)
+			p = hsParams{server: true, socketType: socketRouter, cookies: jar, opts: Options{CurveServer: &server}}
 			peerGreeting = appendGreeting(nil, MechanismCurve, false)
 		case 1:
 			p = hsParams{socketType: socketDealer}
@@ -370,4 +373,16 @@ func TestAppendCommandLongForm(t *testing.T) {
 	c := appendCommand(nil, "INITIATE", make([]byte, 300))
 	assert.Equal(t, byte(flagCommand|flagLong), c[0])
 	assert.Equal(t, uint64(1+8+300), binary.BigEndian.Uint64(c[1:9]))
+}
+
+// boxKey is nacl/box.Precompute, one scalar multiplication cheaper.
+func TestBoxKeyMatchesPrecompute(t *testing.T) {
+	a, b := mustKeyPair(t), mustKeyPair(t)
+	var want, got [32]byte
+	box.Precompute(&want, (*[32]byte)(&b.Public), (*[32]byte)(&a.Secret))
+	priv, err := longTermKey(&a)
+	require.NoError(t, err)
+	require.NoError(t, boxKey(&got, priv, b.Public[:]))
+	assert.Equal(t, want, got)
+	assert.Error(t, boxKey(&got, priv, make([]byte, 32)), "low-order point refused")
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"net"
@@ -62,6 +63,8 @@ type Dealer struct {
 
 	mu  sync.RWMutex
 	cur *conn
+
+	curveLong *ecdh.PrivateKey // CurveClient's secret, prepared once (run goroutine only)
 }
 
 // Dial starts connecting to addr ("tcp://HOST:PORT" or "HOST:PORT") in the
@@ -154,13 +157,30 @@ func (d *Dealer) connect() (*conn, error) {
 	}
 	dctx, cancel := context.WithTimeout(d.ctx, d.opts.HandshakeTimeout)
 	defer cancel()
+	p := hsParams{socketType: socketDealer, identity: d.opts.Identity, opts: d.opts.Options}
+	var keys chan *curveClientKeys
+	if d.opts.CurveClient != nil {
+		// The CURVE HELLO does not depend on the server: its keys are
+		// made while TCP connects.
+		keys = make(chan *curveClientKeys, 1)
+		long := d.curveLong
+		go func() {
+			k, _ := prepareCurveClient(d.opts.Options, long) // on error, the handshake retries
+			keys <- k
+		}()
+	}
 	var nd net.Dialer
 	nc, err := nd.DialContext(dctx, "tcp", hostport)
+	if keys != nil {
+		if p.curveKeys = <-keys; p.curveKeys != nil {
+			d.curveLong = p.curveKeys.long
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", d.addr, err)
 	}
 	// Go's dialer already set TCP_NODELAY and keepalive.
-	cn, err := handshake(dctx, nc, hsParams{socketType: socketDealer, identity: d.opts.Identity, opts: d.opts.Options}, d.opts.Hello...)
+	cn, err := handshake(dctx, nc, p, d.opts.Hello...)
 	if err != nil {
 		_ = nc.Close()
 		return nil, err

@@ -108,7 +108,18 @@ func newRouter(ln net.Listener, h RouterHandler, opts Options, sleep func(contex
 		sleep:  sleep,
 	}
 	if opts.CurveServer != nil {
-		r.cookies = &cookieJar{}
+		// A secret key X25519 refuses cannot be made (any 32 bytes
+		// are a valid scalar), so this never fails in practice.
+		jar, err := newCookieJar(opts.CurveServer)
+		if err != nil {
+			panic(fmt.Sprintf("transport: %v", err))
+		}
+		r.cookies = jar
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.cookies.supply(ctx)
+		}()
 	}
 	// libzmq numbers the peers it names from a random start; so do we, so
 	// that ids do not collide with a previous run's for long.

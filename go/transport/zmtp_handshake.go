@@ -20,6 +20,8 @@ type hsParams struct {
 	// READY; its error is sent to the peer as the ERROR reason.
 	cookies *cookieJar
 	admit   func(ctx context.Context, info *PeerInfo) error
+	// Dealer only: CURVE keys computed while the TCP connection was made.
+	curveKeys *curveClientKeys
 }
 
 // Precomputed openings of a ROUTER: the same bytes for every connection.
