@@ -155,6 +155,7 @@ type Agent struct {
 	entries   map[string]*entry
 	subs      map[string]map[string]struct{} // endpoint client id → container uuids
 	kickTimer *time.Timer
+	vouches   vouchTable // keys the network vouched for (vouch.go)
 }
 
 // New creates an agent and, when it has an Endpoint, binds its endpoint
@@ -223,6 +224,7 @@ func (a *Agent) listen() error {
 	if so.Logger == nil {
 		so.Logger = a.opts.Logger
 	}
+	so.Transport = a.endpointTransport(so.Transport)
 	a.srv = backrpc.NewServer(so, backrpc.ServerHandler{
 		HandleRequest:   a.handleEndpoint,
 		OnClientClosed:  a.endpointClientGone,

@@ -29,6 +29,9 @@ func (e *notFoundError) Is(target error) bool { return target == ErrContainerNot
 // HandleAgentRequest answers the network's back-requests (PROTOCOL.md §5);
 // args is the second element of [agentId, args].
 func (a *Agent) HandleAgentRequest(ctx context.Context, method string, args json.RawMessage) (any, error) {
+	if res, err, ok := a.handleVouch(method, args); ok {
+		return res, err
+	}
 	p, err := jsonsplit.Array(args)
 	if err != nil {
 		return nil, fmt.Errorf("%s: args must be an array: %w", method, err)
@@ -273,6 +276,9 @@ func (a *Agent) terminate(ctx context.Context, uuid string) error {
 // ---- the agent's endpoint server (PROTOCOL.md §6) ----
 
 func (a *Agent) handleEndpoint(ctx context.Context, cl backrpc.ClientInfo, method string, params json.RawMessage) (any, error) {
+	if err := a.endpointAllowed(cl, method, params); err != nil {
+		return nil, err
+	}
 	switch method {
 	case "cc":
 		uuids, err := decodeUUIDs(params)

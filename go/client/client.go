@@ -148,6 +148,7 @@ type Client struct {
 	changes    uint64                   // server changes seen
 	kindWake   map[string]chan struct{} // closed when an agent offering the kind appears
 	uuidWake   map[string]chan struct{} // closed when a container of the uuid appears
+	epKeys     endpointKeys             // security.go
 }
 
 // Dial starts a session with the network server at addr ("HOST:PORT" or

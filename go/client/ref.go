@@ -234,6 +234,7 @@ func (c *Client) getOnce(ctx context.Context, kind string, opts GetOptions) (str
 	if err := json.Unmarshal(res, &pair); err != nil || len(pair) < 2 || pair[0] == "" {
 		return "", "", &answerError{fmt.Sprintf("get %s: want [uuid, endpoint], got %.200s", kind, res)}
 	}
+	c.noteEndpointKey(pair)
 	return pair[0], pair[1], nil
 }
 

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,16 +11,27 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/huly-net/huly-net/go/agent"
 	"github.com/huly-net/huly-net/go/auth"
+	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/client"
 	"github.com/huly-net/huly-net/go/client/clienttest"
 	"github.com/huly-net/huly-net/go/curve"
 	"github.com/huly-net/huly-net/go/server"
+	"github.com/huly-net/huly-net/go/transport"
 )
 
 // startSecuredServer runs a network with security on; keys maps a name to
 // an authorized-keys line without the key ("agent kinds=echo").
 func startSecuredServer(t *testing.T, keys map[string]string) (addr string, serverKey curve.Key, pairs map[string]curve.KeyPair) {
+	t.Helper()
+	addr, serverKey, pairs, _, _ = startSecuredServerFile(t, keys)
+	return addr, serverKey, pairs
+}
+
+// startSecuredServerFile also returns the server and its authorized-keys
+// file.
+func startSecuredServerFile(t *testing.T, keys map[string]string) (addr string, serverKey curve.Key, pairs map[string]curve.KeyPair, srv *server.Server, keysFile string) {
 	t.Helper()
 	dir := t.TempDir()
 	srvKP, err := curve.GenerateKeyPair()
@@ -46,7 +58,7 @@ func startSecuredServer(t *testing.T, keys map[string]string) (addr string, serv
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, time.Second) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return s.Addr().String(), srvKP.Public, pairs
+	return s.Addr().String(), srvKP.Public, pairs, s, filepath.Join(dir, "authorized_keys")
 }
 
 func cutFirst(s string) (string, string, bool) {
@@ -108,3 +120,66 @@ func TestRefusedKeyFailsAtOnce(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	assert.Contains(t, err.Error(), "network refused us: ")
 }
+
+// TestDirectConnectionsOnlyForVouchedKeys: a keyed agent's endpoint speaks
+// CURVE with the agent's key and admits a client key only for the
+// containers the network vouched for when it handed out the reference.
+func TestDirectConnectionsOnlyForVouchedKeys(t *testing.T) {
+	addr, srvKey, keys, srv, keysFile := startSecuredServerFile(t, map[string]string{"build": "agent kinds=echo", "alice": "client kinds=echo", "bob": "client kinds=echo"})
+	agentKP := keys["build"]
+	ac := clienttest.Dial(t, addr, client.WithCurve(agentKP, srvKey))
+	a := clienttest.NewAgent(t, clienttest.AgentSetup{
+		Options: agent.Options{EndpointServer: backrpc.ServerOptions{Transport: transport.Options{CurveServer: &agentKP}}},
+		Kinds:   clienttest.EchoKinds(),
+	})
+	require.NoError(t, a.Attach(clienttest.Ctx(t), ac))
+	endpoint := a.Addr().String()
+
+	alice := clienttest.Dial(t, addr, client.WithCurve(keys["alice"], srvKey))
+	ref, err := alice.Get(clienttest.Ctx(t), "echo", client.GetOptions{})
+	require.NoError(t, err)
+	conn, err := ref.Connect(clienttest.Ctx(t))
+	require.NoError(t, err)
+	res, err := conn.Request(clienttest.Ctx(t), "echo", map[string]int{"n": 2})
+	require.NoError(t, err)
+	assert.Contains(t, string(res), `"n":2`)
+
+	dialEndpoint := func(kp *curve.KeyPair) *backrpc.Client {
+		opts := backrpc.ClientOptions{Logger: clienttest.Quiet()}
+		if kp != nil {
+			opts.Transport.CurveClient = kp
+			opts.Transport.CurveServerKey = agentKP.Public
+		}
+		c, err := backrpc.Dial(endpoint, opts, backrpc.ClientHandler{})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		return c
+	}
+	// alice's key, vouched: its container only.
+	ad := dialEndpoint(ptr(keys["alice"]))
+	require.NoError(t, ad.WaitConnected(clienttest.Ctx(t)))
+	_, err = ad.Request(clienttest.Ctx(t), "cs", []any{ref.UUID(), "echo", 1})
+	require.NoError(t, err)
+	_, err = ad.Request(clienttest.Ctx(t), "cs", []any{"some-other-container", "echo", 1})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not authorized: the network has not vouched")
+
+	// bob is authorized at the network but got nothing: refused at the
+	// handshake; so is a peer without a key.
+	var re *backrpc.RefusedError
+	require.ErrorAs(t, dialEndpoint(ptr(keys["bob"])).WaitConnected(clienttest.Ctx(t)), &re)
+	assert.Contains(t, re.Reason, "has not vouched")
+	require.ErrorAs(t, dialEndpoint(nil).WaitConnected(clienttest.Ctx(t)), &re)
+
+	// alice's key is removed: the network withdraws its vouches, the
+	// agent closes her endpoint session and refuses her key from then on.
+	require.NoError(t, os.WriteFile(keysFile, []byte("agent "+agentKP.Public.String()+" kinds=echo # build\n"), 0o600))
+	_, err = srv.ReloadKeys()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := ad.Request(clienttest.Ctx(t), "cs", []any{ref.UUID(), "echo", 1})
+		return errors.As(err, &re)
+	}, clienttest.WaitFor, 20*time.Millisecond, "alice's endpoint session is closed and her key refused")
+}
+
+func ptr[T any](v T) *T { return &v }

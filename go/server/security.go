@@ -209,6 +209,9 @@ func (sc *security) handle(ctx context.Context, c backrpc.ClientInfo, method str
 				return nil, err, true
 			}
 		}
+		if agentKey, ok := sc.vouch(ctx, c, uuid); ok {
+			return []string{string(uuid), ref, agentKey.String()}, nil, true
+		}
 		return []string{string(uuid), ref}, nil, true
 	case "al", "ak", "cl":
 		return sc.list(c, method, params)
@@ -362,9 +365,15 @@ func (s *Server) ReloadKeys() (auth.Diff, error) {
 			sc.refusals.WithLabelValues(string(audit.SessionClosed), sc.name(c.Key)).Inc()
 		}
 	}
+	var withdrawn []curve.Key
 	for k := range removed {
 		sc.binds.ForgetKey(k)
+		withdrawn = append(withdrawn, k)
 	}
+	for k := range changed {
+		withdrawn = append(withdrawn, k)
+	}
+	sc.withdraw(withdrawn)
 	return d, nil
 }
 

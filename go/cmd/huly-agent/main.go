@@ -127,7 +127,12 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, log *lo
 	_, listenPort, _ := net.SplitHostPort(cfg.Listen)
 	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
 	adv := advertised(cfg)
+	endpointServer, err := endpointSecurity(cfg, getenv)
+	if err != nil {
+		return err
+	}
 	a, err := agent.New(agent.Options{
+		EndpointServer: endpointServer,
 		ID:             id,
 		Endpoint:       net.JoinHostPort(adv, listenPort),
 		Listen:         cfg.Listen,

@@ -4,7 +4,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/huly-net/huly-net/go/auth"
+	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/client"
+	"github.com/huly-net/huly-net/go/transport"
 )
 
 // clientSecurity reads the agent's CURVE keys (both settings, or neither
@@ -20,7 +22,7 @@ func clientSecurity(cfg *Config, log logrus.FieldLogger, getenv func(string) str
 	if sec != nil {
 		log.WithField("key", sec.KeyPair.Public.String()).Info("connecting to the network with CURVE")
 		if cfg.Listen != "" {
-			log.WithField("listen", cfg.Listen).Warn("security: the agent's own endpoint (listen) does not check keys in this build; whoever reaches it may call its containers: keep it on a trusted network, or leave listen empty so that requests are routed through the network (docs/security.md)")
+			log.WithField("listen", cfg.Listen).Info("security: the agent's endpoint speaks CURVE with the agent's key and admits the client keys the network vouches for, each for its containers")
 		}
 	}
 	return client.WithSecurity(sec), nil
@@ -31,4 +33,16 @@ func secWarnings(c *auth.Client) []string {
 		return nil
 	}
 	return c.Warnings
+}
+
+// endpointSecurity: a keyed agent serves its endpoint with CURVE and its
+// own key; the agent admits there only the client keys the network vouches
+// for (docs/security.md, "Direct connections").
+func endpointSecurity(cfg *Config, getenv func(string) string) (backrpc.ServerOptions, error) {
+	sec, err := auth.LoadClient(cfg.CurveSecretKeyFile, cfg.CurveServerKey, getenv)
+	if err != nil || sec == nil {
+		return backrpc.ServerOptions{}, err
+	}
+	kp := sec.KeyPair
+	return backrpc.ServerOptions{Transport: transport.Options{CurveServer: &kp}}, nil
 }

@@ -7,7 +7,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/huly-net/huly-net/go/auth"
+	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/client"
+	"github.com/huly-net/huly-net/go/transport"
 )
 
 // securityFlags are hulyctl's CURVE settings, resolved as the daemons
@@ -49,4 +51,15 @@ func (a *app) refusal(err error) error {
 		return fmt.Errorf("network %s: %w", a.network, re)
 	}
 	return nil
+}
+
+// endpointSecurity makes serve-echo's endpoint speak CURVE with our key
+// when we connect to the network with one (errors were reported by dial).
+func (a *app) endpointSecurity() backrpc.ServerOptions {
+	c, err := auth.LoadClient(a.sec.secretKeyFile, a.sec.serverKey, a.sec.getenv)
+	if err != nil || c == nil {
+		return backrpc.ServerOptions{}
+	}
+	kp := c.KeyPair
+	return backrpc.ServerOptions{Transport: transport.Options{CurveServer: &kp}}
 }
