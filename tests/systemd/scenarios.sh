@@ -966,6 +966,13 @@ UNIT
     sleep 0.5
   done
   case "$out" in *"over curve"*) echo "ok: routed request: $out" ;; *) fail "routed request over CURVE: $out" ;; esac
+  # Direct: the agent's endpoint speaks CURVE with the agent's key and
+  # admits the client's key because the network vouched for it.
+  out=$(sctl cli /root/cli.key --json request --direct sec-1 echo '{"text": "direct curve"}' 2>&1) ||
+    fail "direct request over CURVE: $out"
+  case "$out" in *"direct curve"*) echo "ok: direct request: $out" ;; *) fail "direct request over CURVE: $out" ;; esac
+  hn_x ag1 journalctl --no-pager -q -o cat -u huly-agent.service | grep -q "endpoint speaks CURVE" ||
+    fail "huly-agent did not say its endpoint speaks CURVE"
 
   step "refused: a peer without a key, a key not listed"
   refused cli "network refused us" hulyctl --network "$NET_IP:3737" --timeout 5s agents
