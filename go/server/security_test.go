@@ -53,6 +53,14 @@ func (r *journalRecorder) has(fields map[string]string) bool {
 	return false
 }
 
+// requireEntry waits for an audit entry with the fields (handshake
+// refusals are recorded on the server's side of a handshake the client may
+// have given up already).
+func (n *secureNet) requireEntry(t *testing.T, fields map[string]string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return n.journal.has(fields) }, waitFor, 10*time.Millisecond, "audit entry %v", fields)
+}
+
 // secureNet is a network server with security on, and the keys of its
 // peers.
 type secureNet struct {
@@ -196,7 +204,7 @@ func TestSecurityRefusesUnknownKey(t *testing.T) {
 	// Calls fail at once with it, rather than wait for a session.
 	_, err := tryRequest(c, "al", struct{}{})
 	assert.ErrorAs(t, err, &re)
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "handshake_refused", audit.FieldKey: n.keys["stranger"].Public.String()}))
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "handshake_refused", audit.FieldKey: n.keys["stranger"].Public.String()})
 	assert.Equal(t, 0, n.s.Stats().RPC.Clients)
 }
 
@@ -206,7 +214,7 @@ func TestSecurityRefusesNullPeerWithoutAllowList(t *testing.T) {
 	re := waitRefused(t, c)
 	assert.False(t, re.Keyed)
 	assert.Contains(t, re.Error(), "network refused us: ")
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "handshake_refused", audit.FieldKey: "NULL", audit.FieldPeerAddr: "127.0.0.1"}))
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "handshake_refused", audit.FieldKey: "NULL", audit.FieldPeerAddr: "127.0.0.1"})
 	assert.Equal(t, 0, n.s.Stats().RPC.Clients)
 }
 
@@ -228,7 +236,7 @@ func TestSecurityAgentKeyRegistersItsKindsOnly(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `may not register kind "db"`)
 	assert.Empty(t, n.s.Network().Agents(), "nothing of a refused registration is kept")
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "denied", audit.FieldKeyName: "build", audit.FieldAction: "register", audit.FieldKind: "db"}))
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "denied", audit.FieldKeyName: "build", audit.FieldAction: "register", audit.FieldKind: "db"})
 	// Its own kind is fine.
 	request(t, c, "ar", map[string]any{"uuid": "agent-1", "containers": []any{}, "kinds": []string{"echo"}, "endpoint": nil})
 	assert.Len(t, n.s.Network().Agents(), 1)
@@ -259,7 +267,7 @@ func TestSecurityClientKeyUsesItsKindsOnly(t *testing.T) {
 	assert.JSONEq(t, `[]`, string(request(t, alice, "al", struct{}{})))
 	assert.JSONEq(t, `[]`, string(request(t, alice, "ak", struct{}{})))
 	assert.JSONEq(t, `[]`, string(request(t, alice, "cl", map[string]any{"kind": nil})))
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "denied", audit.FieldKeyName: "alice", audit.FieldAction: "request", audit.FieldKind: "echo"}))
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "denied", audit.FieldKeyName: "alice", audit.FieldAction: "request", audit.FieldKind: "echo"})
 
 	// bob may.
 	res := request(t, bob, "cs", []any{got[0], "echo", map[string]any{"x": 1}})
@@ -285,8 +293,8 @@ func TestSecurityBindsAgentIDToItsKey(t *testing.T) {
 	assert.Contains(t, err.Error(), `agent id "agent-1" is bound to another key`)
 	_, err = tryRequest(other, "au", map[string]any{"uuid": "agent-1"})
 	require.Error(t, err)
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "agent_refused", audit.FieldAgentID: "agent-1"}))
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "agent_bound", audit.FieldAgentID: "agent-1", audit.FieldKeyName: "build-1"}))
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "agent_refused", audit.FieldAgentID: "agent-1"})
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "agent_bound", audit.FieldAgentID: "agent-1", audit.FieldKeyName: "build-1"})
 	// The owner may come back.
 	n.registerEcho(t, "build-1", "agent-1")
 }
@@ -330,8 +338,8 @@ func TestSecurityReloadClosesRemovedKeysOnly(t *testing.T) {
 	var re *backrpc.RefusedError
 	require.ErrorAs(t, err, &re)
 	assert.Contains(t, re.Reason, "not in the authorized keys")
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "session_closed", audit.FieldKeyName: "bob"}))
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "keys_reloaded", audit.FieldReason: "removed: bob"}))
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "session_closed", audit.FieldKeyName: "bob"})
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "keys_reloaded", audit.FieldReason: "removed: bob"})
 
 	// alice keeps her session and connection.
 	request(t, alice, "gg", map[string]any{"kind": "echo", "request": map[string]any{}})
@@ -341,7 +349,7 @@ func TestSecurityReloadClosesRemovedKeysOnly(t *testing.T) {
 	require.NoError(t, os.WriteFile(n.keysFile, []byte("nonsense\n"), 0o600))
 	_, err = n.s.ReloadKeys()
 	require.Error(t, err)
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "keys_reload_failed"}))
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "keys_reload_failed"})
 	request(t, alice, "ak", struct{}{})
 }
 
@@ -417,6 +425,6 @@ func TestSecurityLimitsAgentIDsPerKey(t *testing.T) {
 	_, err := tryRequest(c, "ar", map[string]any{"uuid": "agent-3", "containers": []any{}, "kinds": []string{"echo"}, "endpoint": nil})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "already has 2 agent ids bound (max_agent_ids_per_key)")
-	assert.True(t, n.journal.has(map[string]string{audit.FieldEvent: "agent_refused", audit.FieldAgentID: "agent-3", audit.FieldKeyName: "build"}))
+	n.requireEntry(t, map[string]string{audit.FieldEvent: "agent_refused", audit.FieldAgentID: "agent-3", audit.FieldKeyName: "build"})
 	assert.Len(t, n.s.Network().Agents(), 2)
 }

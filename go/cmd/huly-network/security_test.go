@@ -91,7 +91,9 @@ func TestSecuredDaemon(t *testing.T) {
 	require.ErrorAs(t, dialKeyed(t, addr, &stranger, srv.Public).WaitConnected(ctx), &re)
 	require.ErrorAs(t, dialKeyed(t, addr, nil, curve.Key{}).WaitConnected(ctx), &re)
 	assert.Contains(t, re.Error(), "requires CURVE security")
-	assert.Contains(t, d.stderr.String(), "its address is not in --allow-null-from 10.0.0.0/8,192.168.0.0/16")
+	require.Eventually(t, func() bool {
+		return strings.Contains(d.stderr.String(), "its address is not in --allow-null-from 10.0.0.0/8,192.168.0.0/16")
+	}, waitFor, 10*time.Millisecond, "the NULL peer's refusal is logged with the allow-list")
 
 	// bob is removed; SIGHUP closes his session, alice's stays.
 	write("admin " + alice.Public.String() + " # alice")
@@ -103,7 +105,7 @@ func TestSecuredDaemon(t *testing.T) {
 	_, err = a.Request(ctx, "al", struct{}{})
 	require.NoError(t, err)
 	assert.Equal(t, conns, a.Stats().Connections)
-	assert.Contains(t, d.stderr.String(), "SECURITY_EVENT=session_closed")
+	require.Eventually(t, func() bool { return strings.Contains(d.stderr.String(), "SECURITY_EVENT=session_closed") }, waitFor, 10*time.Millisecond)
 
 	resp, err := http.Get("http://" + metrics + "/metrics")
 	require.NoError(t, err)
