@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/curve"
@@ -40,7 +41,13 @@ type vouchTable struct {
 	mu    sync.RWMutex
 	byKey map[curve.Key]map[string]struct{}
 	n     int
+	// refused counts handshakes and requests refused for want of a vouch.
+	refused atomic.Uint64
 }
+
+// EndpointRefusals counts the handshakes and requests the agent's endpoint
+// refused because the network had not vouched for the client's key.
+func (a *Agent) EndpointRefusals() uint64 { return a.vouches.refused.Load() }
 
 func (v *vouchTable) add(k curve.Key, uuid string) error {
 	v.mu.Lock()
@@ -94,6 +101,7 @@ func (a *Agent) endpointTransport(o transport.Options) transport.Options {
 	}
 	o.CurveAuthenticate = func(_ context.Context, k curve.Key, _ net.Addr) error {
 		if !a.vouches.known(k) {
+			a.vouches.refused.Add(1)
 			return fmt.Errorf("%w: the network has not vouched for key %s…", errNotVouched, k.String()[:8])
 		}
 		return nil
@@ -175,6 +183,7 @@ func (a *Agent) endpointAllowed(cl backrpc.ClientInfo, method string, params jso
 	}
 	for _, u := range uuids {
 		if !a.vouches.allows(cl.Key, u) {
+			a.vouches.refused.Add(1)
 			a.log.WithFields(map[string]any{"key": cl.Key.String(), "peer": cl.Remote, "container": u, "method": method}).Warn("refused an endpoint request: the network has not vouched for this key and container")
 			return fmt.Errorf("%w: the network has not vouched for key %s… on container %s", errNotVouched, cl.Key.String()[:8], u)
 		}

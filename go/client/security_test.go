@@ -170,6 +170,7 @@ func TestDirectConnectionsOnlyForVouchedKeys(t *testing.T) {
 	require.ErrorAs(t, dialEndpoint(ptr(keys["bob"])).WaitConnected(clienttest.Ctx(t)), &re)
 	assert.Contains(t, re.Reason, "has not vouched")
 	require.ErrorAs(t, dialEndpoint(nil).WaitConnected(clienttest.Ctx(t)), &re)
+	assert.GreaterOrEqual(t, a.EndpointRefusals(), uint64(2), "the foreign container and bob's handshake are counted")
 
 	// alice's key is removed: the network withdraws its vouches, the
 	// agent closes her endpoint session and refuses her key from then on.

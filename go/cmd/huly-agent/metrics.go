@@ -55,6 +55,10 @@ func serveMetrics(addr string, reg *runtime.Registry, a *agent.Agent, log logrus
 		byState: prometheus.NewDesc("huly_agent_containers", "Containers of the agent's runtimes by kind and state.", []string{"kind", "state"}, nil),
 		clients: prometheus.NewDesc("huly_agent_endpoint_clients", "Client sessions on the agent's endpoint.", nil, nil),
 	})
+	pr.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "huly_agent_endpoint_refusals_total",
+		Help: "Handshakes and requests the agent's CURVE endpoint refused because the network had not vouched for the client key (security on).",
+	}, func() float64 { return float64(a.EndpointRefusals()) }))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics listen %s: %w", addr, err)
