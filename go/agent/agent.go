@@ -218,6 +218,7 @@ type Agent struct {
 	entries   map[string]*entry
 	subs      map[string]map[string]struct{} // endpoint client id → container uuids
 	kickTimer *time.Timer
+	vouches   vouchTable // keys the network vouched for (vouch.go)
 	kickWhy   kickReason // reasons of the scheduled registration
 	kicks     int        // scheduled registrations fired and still running
 	regFailed bool       // the last scheduled registration failed (logged once)
@@ -313,6 +314,7 @@ func (a *Agent) listen() error {
 		so.Logger = a.opts.Logger
 	}
 	so.Capabilities = append(slices.Clone(so.Capabilities), backrpc.CapStream)
+	so.Transport = a.endpointTransport(so.Transport)
 	a.srv = backrpc.NewServer(so, backrpc.ServerHandler{
 		HandleRequest:   a.handleEndpoint,
 		OnClientClosed:  a.endpointClientGone,

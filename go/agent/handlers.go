@@ -29,6 +29,9 @@ func (e *notFoundError) Is(target error) bool { return target == ErrContainerNot
 // HandleAgentRequest answers the network's back-requests (PROTOCOL.md §5);
 // args is the second element of [agentId, args].
 func (a *Agent) HandleAgentRequest(ctx context.Context, method string, args json.RawMessage) (any, error) {
+	if res, err, ok := a.handleVouch(method, args); ok {
+		return res, err
+	}
 	if res, ok, err := a.handleStream(ctx, "", method, args); ok {
 		return res, err
 	}
@@ -284,6 +287,9 @@ func (a *Agent) terminate(ctx context.Context, uuid string) error {
 // ---- the agent's endpoint server (PROTOCOL.md §6) ----
 
 func (a *Agent) handleEndpoint(ctx context.Context, cl backrpc.ClientInfo, method string, params json.RawMessage) (any, error) {
+	if err := a.endpointAllowed(cl, method, params); err != nil {
+		return nil, err
+	}
 	if res, ok, err := a.handleStream(ctx, cl.ID, method, params); ok {
 		return res, err
 	}

@@ -16,7 +16,12 @@ const (
 	SettingServerKey      = "curve_server_key"
 	SettingAuthorizedKeys = "authorized_keys"
 	SettingAllowNullFrom  = "allow_null_from"
+	// SettingMaxAgentIDsPerKey bounds the agent ids bound to one key.
+	SettingMaxAgentIDsPerKey = "max_agent_ids_per_key"
 )
+
+// DefaultMaxAgentIDsPerKey is the default of max_agent_ids_per_key.
+const DefaultMaxAgentIDsPerKey = 1000
 
 // Server is the security of a network server: nil from LoadServer when
 // security is off.

@@ -194,6 +194,8 @@ type Client struct {
 	changing     bool          // an OnServerChanged is running
 	changeCancel context.CancelFunc
 	pending      map[string]*pendingReq
+	refusal      *RefusedError // the server refused our last handshake (security.go)
+	refusedWake  chan struct{}
 
 	connections, reconnects, changes, resent, retries, backRequests, events atomic.Uint64
 }
@@ -212,9 +214,10 @@ func Dial(addr string, opts ClientOptions, h ClientHandler) (*Client, error) {
 	topts.Hello = c.hello
 	c.helloSent = true
 	d := transport.Dial(addr, transport.DealerHandler{
-		OnConnect:    c.onConnect,
-		OnMessage:    c.handleMessage,
-		OnDisconnect: c.onDisconnect,
+		OnConnect:      c.onConnect,
+		OnMessage:      c.handleMessage,
+		OnDisconnect:   c.onDisconnect,
+		OnConnectError: c.onConnectError,
 	}, topts)
 	c.attach(d)
 	return c, nil
@@ -362,9 +365,15 @@ func (c *Client) WaitConnected(ctx context.Context) error {
 			c.mu.Unlock()
 			return nil
 		}
+		if err := c.refusedLocked(); err != nil {
+			c.mu.Unlock()
+			return err
+		}
 		ready := c.ready
+		refused := c.refusedWakeLocked()
 		c.mu.Unlock()
 		select {
+		case <-refused:
 		case <-ready:
 		case <-ctx.Done():
 			return fmt.Errorf("wait for %s: %w", c.addr, ctx.Err())
@@ -396,8 +405,14 @@ func (c *Client) Request(ctx context.Context, method string, params any) (json.R
 		c.mu.Unlock()
 		return nil, ErrClientClosed
 	}
-	c.pending[id] = p
 	send := c.readyLocked()
+	if !send {
+		if err := c.refusedLocked(); err != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%s: %w", method, err)
+		}
+	}
+	c.pending[id] = p
 	if send {
 		p.sentConn, p.sentServer = c.connGen, c.serverID
 	}
@@ -482,6 +497,7 @@ func (c *Client) onConnect() {
 	}
 	c.connGen++
 	c.connected = true
+	c.refusal = nil
 	c.mu.Unlock()
 	c.lastRecv.Store(time.Now().UnixNano())
 	if !c.helloSent {

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
+	"github.com/huly-net/huly-net/go/curve"
 	"github.com/huly-net/huly-net/go/transport"
 )
 
@@ -145,6 +146,14 @@ type ClientInfo struct {
 	// Hello is what the client announced in its latest hello (the alive
 	// timeout it asked for and its capabilities).
 	Hello HelloInfo
+	// Key is the CURVE public key the session belongs to: the key of the
+	// connection that opened it (the zero key for a NULL-security peer).
+	// A hello from a connection with another key cannot take the session
+	// over (ErrSessionKey).
+	Key curve.Key
+	// Remote is the address of its current connection ("" without a
+	// socket).
+	Remote string
 }
 
 // ServerHandler is what a Server calls. Every field is optional; without
@@ -261,6 +270,9 @@ type ServerStats struct {
 	// MaxDetachedSessions.
 	Evictions uint64
 	Transport transport.RouterStats
+	// SessionKeyRefusals counts hellos refused because their client id
+	// belongs to a session of another CURVE key.
+	SessionKeyRefusals uint64
 }
 
 // Server is the ROUTER side of the protocol.
@@ -301,6 +313,7 @@ type Server struct {
 
 	hellos, pings, requests, duplicates, retries, bad, handlerErrs, closes, timeouts, callsSent atomic.Uint64
 	aliveCapped, refusedHellos, evictions                                                       atomic.Uint64
+	sessionKeyRefusals                                                                          atomic.Uint64
 }
 
 // NewServer prepares a server; Listen or Serve starts it.
@@ -457,6 +470,7 @@ func (s *Server) Stats() ServerStats {
 	st.AliveCapped = s.aliveCapped.Load()
 	st.RefusedHellos = s.refusedHellos.Load()
 	st.Evictions = s.evictions.Load()
+	st.SessionKeyRefusals = s.sessionKeyRefusals.Load()
 	select {
 	case <-s.started:
 		if s.router != nil {
@@ -568,6 +582,7 @@ func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 	}
 	var replaced *ClientInfo
 	first, reattached := false, false
+	key, remote := s.peerSecurity(peer)
 
 	s.mu.Lock()
 	if s.closing {
@@ -585,8 +600,14 @@ func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 	}
 	if ss == nil {
 		if prev := s.byID[m.ID]; prev != nil {
+			if prev.info.Key != key {
+				s.mu.Unlock()
+				s.refuseForeignHello(peer, m.ID, key, prev.info.Key, replaced)
+				return
+			}
 			// The same client over a new connection: move the session with
 			// its requests in flight, so their answers reach it there.
+			prev.info.Remote = remote
 			if s.byPeer[prev.info.Peer] == prev {
 				delete(s.byPeer, prev.info.Peer)
 			}
@@ -594,7 +615,7 @@ func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 			ss = prev
 			reattached = true
 		} else {
-			ss = &session{info: ClientInfo{ID: m.ID, Peer: peer}, inflight: map[string]struct{}{}}
+			ss = &session{info: ClientInfo{ID: m.ID, Peer: peer, Key: key, Remote: remote}, inflight: map[string]struct{}{}}
 			s.byID[m.ID] = ss
 			first = true
 		}

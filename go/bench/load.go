@@ -79,8 +79,8 @@ func closeAll(clients []*client.Client, timeout time.Duration) {
 }
 
 // dialOne connects a client and waits for its session (hello answered).
-func dialOne(ctx context.Context, addr string, timeout time.Duration) (*client.Client, error) {
-	c, err := client.Dial(addr, client.WithLogger(quietLogger()))
+func dialOne(ctx context.Context, addr string, timeout time.Duration, opts ...client.Option) (*client.Client, error) {
+	c, err := client.Dial(addr, append([]client.Option{client.WithLogger(quietLogger())}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +102,9 @@ type ConnectOptions struct {
 	// Hold keeps every client connected this long after the last has
 	// connected, e.g. to inspect the server meanwhile.
 	Hold time.Duration
+	// ClientOptions are given to every client (client.WithCurve for a
+	// secured network).
+	ClientOptions []client.Option
 }
 
 // ConnectResult is what RunConnect measured.
@@ -142,7 +145,7 @@ func RunConnect(ctx context.Context, addr string, o ConnectOptions) (ConnectResu
 			return res, fmt.Errorf("connect: %w", ctx.Err())
 		}
 		t0 := time.Now()
-		c, err := dialOne(ctx, addr, o.CallTimeout)
+		c, err := dialOne(ctx, addr, o.CallTimeout, o.ClientOptions...)
 		if err != nil {
 			errs.add(err)
 			continue

@@ -68,6 +68,7 @@ type options struct {
 	logger           logrus.FieldLogger
 	capabilities     []string
 	capsSet          bool
+	curve            *curveKeys // security.go
 }
 
 // Option configures Dial.
@@ -163,6 +164,7 @@ type Client struct {
 	kindWake   map[string]chan struct{} // closed when an agent offering the kind appears
 	uuidWake   map[string]chan struct{} // closed when a container of the uuid appears
 	watch      watchState               // subscriptions (subscribe.go)
+	epKeys     endpointKeys             // security.go
 }
 
 // Dial starts a session with the network server at addr ("HOST:PORT" or
@@ -223,7 +225,7 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	c.events.first = c.followEvent
 	c.events.merge = mergeQueued
 	c.events.mergeAt = mergeEventsAt
-	rpc, err := backrpc.Dial(addr, c.rpcOptions(o.clientID), backrpc.ClientHandler{
+	rpc, err := backrpc.Dial(addr, c.networkRPCOptions(o.clientID), backrpc.ClientHandler{
 		HandleRequest:   c.handleBackRequest,
 		OnEvent:         c.onRawEvent,
 		UncheckedEvents: true, // onRawEvent decodes (validates) what it reads

@@ -274,7 +274,7 @@ func (conn *Connection) open(ctx context.Context, uuid, endpoint string) (target
 		if err != nil {
 			return target{}, err
 		}
-		d, err := backrpc.Dial(addr, c.rpcOptions(c.ID()), backrpc.ClientHandler{OnEvent: conn.events.push})
+		d, err := backrpc.Dial(addr, c.endpointRPCOptions(addr), backrpc.ClientHandler{OnEvent: conn.events.push})
 		if err != nil {
 			return target{}, err
 		}
@@ -324,7 +324,7 @@ func (c *Client) acquireAgentConn(addr string) (*agentConn, error) {
 		return ac, nil
 	}
 	ac := &agentConn{key: addr, refs: 1, subs: map[string]map[*Connection]struct{}{}}
-	rpc, err := backrpc.Dial(addr, c.rpcOptions(c.ID()), backrpc.ClientHandler{
+	rpc, err := backrpc.Dial(addr, c.endpointRPCOptions(addr), backrpc.ClientHandler{
 		OnEvent:         ac.onEvent,
 		OnServerChanged: ac.resubscribe,
 	})

@@ -232,6 +232,7 @@ func (c *Client) getOnce(ctx context.Context, kind string, opts GetOptions) (str
 	if err := json.Unmarshal(res, &pair); err != nil || len(pair) < 2 || pair[0] == "" {
 		return "", "", &answerError{fmt.Sprintf("get %s: want [uuid, endpoint], got %.200s", kind, res)}
 	}
+	c.noteEndpointKey(pair)
 	return pair[0], pair[1], nil
 }
 
@@ -248,6 +249,9 @@ func retryable(err error) bool {
 	}
 	var ae *answerError
 	if errors.As(err, &ae) {
+		return false
+	}
+	if refusedBySecurity(err) {
 		return false
 	}
 	var re *backrpc.RemoteError

@@ -56,6 +56,8 @@ type Options struct {
 	Logger      logrus.FieldLogger
 	// KindLimits bound containers and routed requests per kind.
 	KindLimits network.KindLimits
+	// Security, when set, turns security on (security.go).
+	Security *Security
 }
 
 func (o Options) withDefaults() Options {
@@ -108,6 +110,7 @@ type Server struct {
 	kick chan struct{}
 
 	refusedWatches atomic.Uint64
+	sec            *security // nil: security off
 }
 
 // New creates a server; nothing is bound yet.
@@ -115,6 +118,10 @@ func New(opts Options) *Server {
 	opts = opts.withDefaults()
 	s := &Server{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1)}
 	s.termCtx, s.termCancel = context.WithCancel(context.Background())
+	if opts.Security != nil {
+		s.sec = newSecurity(s, opts.Security)
+		opts.Transport = s.sec.transportOptions(opts.Transport)
+	}
 	s.net = network.New(network.Options{
 		Clock:         opts.Clock,
 		AliveTimeout:  opts.AliveTimeout,
@@ -230,7 +237,10 @@ func (s *Server) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 // ct, not after its answer).
 func (s *Server) Check(ctx context.Context) {
 	d, terms := s.net.SweepDelivery()
-	if !d.Event.Empty() {
+	if !d.Event.Empty() && s.sec != nil {
+		// Security filters the whole batch per key (security.go).
+		s.sec.broadcast(d.Event)
+	} else if !d.Event.Empty() {
 		s.deliver(d)
 	}
 	if len(terms) == 0 {
@@ -271,6 +281,11 @@ type errUnknownMethod string
 func (e errUnknownMethod) Error() string { return "Unknown method " + string(e) }
 
 func (s *Server) handle(ctx context.Context, c backrpc.ClientInfo, method string, params json.RawMessage) (any, error) {
+	if s.sec != nil {
+		if res, err, done := s.sec.handle(ctx, c, method, params); done {
+			return res, err
+		}
+	}
 	client := network.ClientID(c.ID)
 	s.net.ClientSeen(client)
 	switch method {

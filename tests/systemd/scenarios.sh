@@ -868,3 +868,136 @@ scenario_h_dev_machined() {
   expect_eq "mounts left under /run/huly-net" "" \
     "$(hn_x devhost awk '$2 ~ "^/run/huly-net/" { print $2 }' /proc/mounts)"
 }
+
+# --- i-security: a secured network across nodes ----------------------------
+
+# pubkey NODE PATH: the public key in a .pub file made by hulyctl keygen.
+pubkey() { hn_x "$1" grep -v '^#' "$2" | head -n 1; }
+
+# sctl NODE KEYFILE ARGS...: hulyctl with a CURVE key (secret key from a
+# file, the network's public key from the environment).
+sctl() {
+  local node="$1" key="$2"
+  shift 2
+  hn_x "$node" env HULY_CURVE_SERVER_KEY="$NET_PUB" HULY_CURVE_SECRET_KEY_FILE="$key" \
+    hulyctl --network "$NET_IP:3737" --timeout 10s "$@"
+}
+
+# refused NODE WANT ARGS...: hulyctl ARGS fails with WANT in its error.
+refused() {
+  local node="$1" want="$2" out
+  shift 2
+  if out=$(hn_x "$node" "$@" 2>&1); then
+    fail "$* succeeded on a secured network: $out"
+  fi
+  case "$out" in *"$want"*) echo "ok: refused: $out" ;; *) fail "$*: want '$want' in: $out" ;; esac
+}
+
+scenario_i_security() {
+  need_cluster_bins
+  local n
+  for n in net ag1 cli; do
+    hn_node_up "$n"
+    install_suite "$n"
+  done
+  NET_IP=$(hn_node_ip net)
+  for n in ag1 cli; do
+    hn_route_ok "$n" "$NET_IP" || fail "$n has no lab route to $NET_IP"
+  done
+
+  step "keys made on their own nodes; secret keys stay there"
+  hn_x net hulyctl keygen --out /etc/huly-net/network >/dev/null
+  hn_x net hulyctl keygen --out /root/ops >/dev/null
+  hn_x ag1 hulyctl keygen --out /etc/huly-net/agent >/dev/null
+  hn_x cli hulyctl keygen --out /root/cli >/dev/null
+  hn_x cli hulyctl keygen --out /root/stranger >/dev/null
+  NET_PUB=$(pubkey net /etc/huly-net/network.pub)
+  local ops_pub agent_pub cli_pub
+  ops_pub=$(pubkey net /root/ops.pub)
+  agent_pub=$(pubkey ag1 /etc/huly-net/agent.pub)
+  cli_pub=$(pubkey cli /root/cli.pub)
+  expect_eq "secret key mode" 600 "$(hn_x net stat -c %a /etc/huly-net/network.key)"
+
+  step "huly-network with its key as a credential (LoadCredential=)"
+  hn_write net /etc/huly-net/authorized_keys <<KEYS
+admin $ops_pub # ops
+agent $agent_pub kinds=echo # ag1
+client $cli_pub kinds=echo # cli
+KEYS
+  hn_write net /etc/huly-net/network.json <<'JSON'
+{"listen": "tcp://*:3737", "alive_timeout": "3s", "ping_interval": "1s", "unused_timeout": "5s", "log_level": "debug",
+ "curve_secret_key_file": "credential:curve.key", "authorized_keys": "/etc/huly-net/authorized_keys"}
+JSON
+  hn_write net /etc/systemd/system/huly-network.service.d/security.conf <<'UNIT'
+[Service]
+LoadCredential=curve.key:/etc/huly-net/network.key
+ExecReload=/bin/kill -HUP $MAINPID
+UNIT
+  hn_x net systemctl daemon-reload
+  start_ready net huly-network.service 127.0.0.1 3737
+  hn_x net journalctl --no-pager -q -o cat -u huly-network.service | grep -q "security is on" ||
+    fail "huly-network did not say security is on"
+
+  step "a keyed agent on another node (its key a credential too)"
+  hn_write ag1 /etc/huly-net/agent.json <<JSON
+{"network": "$NET_IP:3737", "listen": "0.0.0.0:3738", "advertise_host": "$(hn_node_ip ag1)",
+ "log_level": "debug", "curve_server_key": "$NET_PUB",
+ "kinds": {"echo": {"runtime": "builtin", "builtin": "echo"}}}
+JSON
+  hn_write ag1 /etc/systemd/system/huly-agent.service.d/security.conf <<'UNIT'
+[Service]
+LoadCredential=curve.key:/etc/huly-net/agent.key
+UNIT
+  hn_x ag1 systemctl daemon-reload
+  hn_x ag1 systemctl start huly-agent.service || {
+    hn_x ag1 systemctl status --no-pager -l huly-agent.service || true
+    fail "systemctl start huly-agent on ag1 failed"
+  }
+  expect_eq "agents seen by the admin key" 1 "$(sctl net /root/ops.key --json agents | jq length)"
+
+  step "a keyed client on a third node: get and routed requests"
+  # The reference is held by hulyctl run with its key as a credential.
+  hn_x cli systemd-run --quiet --unit=hn-hold-sec-1 --property=Type=exec \
+    --property=LoadCredential=curve.key:/root/cli.key --setenv=HULY_CURVE_SERVER_KEY="$NET_PUB" \
+    hulyctl --network "$NET_IP:3737" --timeout 10s get echo --uuid sec-1 --hold
+  local out
+  for _ in $(seq 1 30); do
+    out=$(sctl cli /root/cli.key --json request sec-1 echo '{"text": "over curve"}' 2>&1) && break
+    sleep 0.5
+  done
+  case "$out" in *"over curve"*) echo "ok: routed request: $out" ;; *) fail "routed request over CURVE: $out" ;; esac
+  # Direct: the agent's endpoint speaks CURVE with the agent's key and
+  # admits the client's key because the network vouched for it.
+  out=$(sctl cli /root/cli.key --json request --direct sec-1 echo '{"text": "direct curve"}' 2>&1) ||
+    fail "direct request over CURVE: $out"
+  case "$out" in *"direct curve"*) echo "ok: direct request: $out" ;; *) fail "direct request over CURVE: $out" ;; esac
+  hn_x ag1 journalctl --no-pager -q -o cat -u huly-agent.service | grep -q "endpoint speaks CURVE" ||
+    fail "huly-agent did not say its endpoint speaks CURVE"
+
+  step "refused: a peer without a key, a key not listed"
+  refused cli "network refused us" hulyctl --network "$NET_IP:3737" --timeout 5s agents
+  refused cli "network refused our key" env HULY_CURVE_SERVER_KEY="$NET_PUB" \
+    hulyctl --network "$NET_IP:3737" --timeout 5s --curve-secret-key-file /root/stranger.key agents
+  local refusals
+  refusals=$(hn_x net journalctl --no-pager -q -o cat -u huly-network.service SECURITY_EVENT=handshake_refused | wc -l)
+  [ "$refusals" -ge 2 ] || fail "journal: $refusals handshake_refused entries, want 2 or more"
+  note "journal: $refusals entries with SECURITY_EVENT=handshake_refused"
+
+  step "systemctl reload: the client key removed, the agent stays"
+  hn_write net /etc/huly-net/authorized_keys <<KEYS
+admin $ops_pub # ops
+agent $agent_pub kinds=echo # ag1
+KEYS
+  hn_x net systemctl reload huly-network.service
+  # ExecReload= only sends SIGHUP: the reload follows shortly.
+  for _ in $(seq 1 20); do
+    sctl cli /root/cli.key agents >/dev/null 2>&1 || break
+    sleep 0.5
+  done
+  refused cli "network refused our key" env HULY_CURVE_SERVER_KEY="$NET_PUB" \
+    hulyctl --network "$NET_IP:3737" --timeout 5s --curve-secret-key-file /root/cli.key agents
+  expect_eq "agents after the reload" 1 "$(sctl net /root/ops.key --json agents | jq length)"
+  hn_x net journalctl --no-pager -q -o cat -u huly-network.service SECURITY_EVENT=session_closed | grep -q . ||
+    fail "no session_closed entry in the journal"
+  expect_eq "huly-network restarts" 0 "$(prop net huly-network.service NRestarts)"
+}

@@ -29,6 +29,9 @@ type Config struct {
 	AdvertiseHost string   `json:"advertise_host" usage:"host clients use to reach this agent and its containers (default: the listen host, or the host name when it binds every interface)"`
 	Labels        []string `json:"labels" flag:"label" usage:"a label of the agent, added to its containers (repeatable)"`
 	Kinds         Kinds    `json:"kinds"`
+	// Security (docs/security.md); security.go.
+	CurveSecretKeyFile string `json:"curve_secret_key_file" usage:"the agent's CURVE secret key file for a secured network (credential:NAME reads a systemd credential; empty uses the credential curve.key when present)"`
+	CurveServerKey     string `json:"curve_server_key" usage:"the network's CURVE public key (Z85) for a secured network"`
 	daemon.Base
 }
 

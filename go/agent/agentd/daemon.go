@@ -85,7 +85,12 @@ func (d *Daemon) Start(ctx context.Context) error {
 	}
 	listenHost, listenPort, _ := net.SplitHostPort(cfg.Listen)
 	adv := advertised(cfg)
+	endpointServer, err := endpointSecurity(cfg, d.getenv)
+	if err != nil {
+		return err
+	}
 	d.a, err = agent.New(agent.Options{
+		EndpointServer: endpointServer,
 		ID:             id,
 		Endpoint:       net.JoinHostPort(adv, listenPort),
 		Listen:         cfg.Listen,
@@ -100,8 +105,12 @@ func (d *Daemon) Start(ctx context.Context) error {
 	d.kinds, err = buildKinds(ctx, cfg, kindEnv{
 		agent: d.a, registry: &d.reg, listenHost: listenHost, advertiseHost: adv, log: log, getenv: d.getenv,
 	})
+	var secOpt client.Option
 	if err == nil {
-		d.c, err = client.Dial(cfg.Network, client.WithLogger(log))
+		secOpt, err = clientSecurity(cfg, log, d.getenv)
+	}
+	if err == nil {
+		d.c, err = client.Dial(cfg.Network, client.WithLogger(log), secOpt)
 		if err != nil {
 			err = fmt.Errorf("network %s: %w", cfg.Network, err)
 		}

@@ -13,11 +13,13 @@ type containersCollector struct {
 	a       *agent.Agent
 	byState *prometheus.Desc
 	clients *prometheus.Desc
+	refused *prometheus.Desc
 }
 
 func (c *containersCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.byState
 	ch <- c.clients
+	ch <- c.refused
 }
 
 func (c *containersCollector) Collect(ch chan<- prometheus.Metric) {
@@ -30,6 +32,7 @@ func (c *containersCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.byState, prometheus.GaugeValue, float64(n), k.kind, k.state)
 	}
 	ch <- prometheus.MustNewConstMetric(c.clients, prometheus.GaugeValue, float64(c.a.EndpointClients()))
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.a.EndpointRefusals()))
 }
 
 func newContainersCollector(reg *runtime.Registry, a *agent.Agent) *containersCollector {
@@ -37,5 +40,6 @@ func newContainersCollector(reg *runtime.Registry, a *agent.Agent) *containersCo
 		reg: reg, a: a,
 		byState: prometheus.NewDesc("huly_agent_containers", "Containers of the agent's runtimes by kind and state.", []string{"kind", "state"}, nil),
 		clients: prometheus.NewDesc("huly_agent_endpoint_clients", "Client sessions on the agent's endpoint.", nil, nil),
+		refused: prometheus.NewDesc("huly_agent_endpoint_refusals_total", "Handshakes and requests the agent's CURVE endpoint refused because the network had not vouched for the client key (security on).", nil, nil),
 	}
 }

@@ -12,11 +12,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/huly-net/huly-net/go/auth"
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/internal/config"
 	"github.com/huly-net/huly-net/go/internal/logsetup"
@@ -60,6 +62,12 @@ type Config struct {
 	MaxContainersPerKind int    `json:"max_containers_per_kind" usage:"containers of one kind across the network (0: no limit); a get that would start one more fails at once"`
 	MaxRequestsPerKind   int    `json:"max_requests_per_kind" usage:"routed requests to containers of one kind in flight at once (0: no limit); one more fails at once"`
 	KindLimits           string `json:"kind_limits" usage:"per-kind limits replacing the two above, as KIND=CONTAINERS/REQUESTS (0 or empty: no limit), comma-separated"`
+
+	// Security (docs/security.md); security.go.
+	CurveSecretKeyFile string   `json:"curve_secret_key_file" usage:"the network's CURVE secret key file; turns security on (credential:NAME reads a systemd credential; empty uses the credential curve.key when present)"`
+	AuthorizedKeys     string   `json:"authorized_keys" usage:"file of the keys that may connect, with their roles and kinds (reloaded on SIGHUP); required with a secret key"`
+	AllowNullFrom      []string `json:"allow_null_from" usage:"CIDR from which peers without a key (TypeScript 0.7) are admitted on a secured network (repeatable)"`
+	MaxAgentIDsPerKey  int      `json:"max_agent_ids_per_key" usage:"agent ids one key may have bound to it; a key registering more is refused"`
 }
 
 func defaults() *Config {
@@ -84,6 +92,7 @@ func defaults() *Config {
 		HelloTimeout:         config.Duration(transport.DefaultHandshakeTimeout),
 		FrameProgressTimeout: config.Duration(transport.DefaultFrameProgressTimeout),
 		MaxBufferedBytes:     transport.DefaultMaxBufferedBytes,
+		MaxAgentIDsPerKey:    auth.DefaultMaxAgentIDsPerKey,
 	}
 }
 
@@ -131,6 +140,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxInflight < 1 {
 		errs = append(errs, fmt.Errorf("max_inflight: must be at least 1, got %d", c.MaxInflight))
+	}
+	if c.MaxAgentIDsPerKey < 1 {
+		errs = append(errs, fmt.Errorf("max_agent_ids_per_key: must be at least 1, got %d", c.MaxAgentIDsPerKey))
 	}
 	if c.SendQueue < 1 {
 		errs = append(errs, fmt.Errorf("send_queue: must be at least 1, got %d", c.SendQueue))
@@ -192,6 +204,10 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "huly-network: %v\n", err)
 		return 2
 	}
+	if err := checkSecurity(cfg, getenv); err != nil {
+		fmt.Fprintf(stderr, "huly-network: invalid configuration: %v\n", err)
+		return 2
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -238,7 +254,7 @@ func applyReload(log *logrus.Logger, cur, next *Config) {
 	}
 	a, b := *cur, *next
 	a.LogLevel, a.LogFormat, b.LogLevel, b.LogFormat = "", "", "", ""
-	if a != b {
+	if !reflect.DeepEqual(a, b) {
 		log.Warn("configuration changes other than log_level and log_format take effect after a restart")
 	}
 	cur.LogLevel, cur.LogFormat = next.LogLevel, next.LogFormat
@@ -252,7 +268,12 @@ func serve(ctx context.Context, cfg *Config, log *logrus.Logger, reload func() (
 	defer signal.Stop(hup)
 
 	notifier := systemd.NewNotifier(log)
+	sec, err := loadSecurity(cfg, log)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Options{
+		Security:            sec,
 		AliveTimeout:        cfg.AliveTimeout.D(),
 		UnusedTimeout:       cfg.UnusedTimeout.D(),
 		PingInterval:        cfg.PingInterval.D(),
@@ -363,6 +384,7 @@ loop:
 			} else {
 				applyReload(log, cfg, next)
 			}
+			reloadKeys(srv, log)
 			notifier.Ready()
 			status()
 		case err := <-runDone:

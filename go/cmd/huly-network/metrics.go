@@ -94,6 +94,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 func metricsHandler(srv *server.Server) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newStatsCollector(srv), newKindCollector(srv), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(srv.SecurityCollectors()...)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux

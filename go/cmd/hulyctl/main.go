@@ -49,6 +49,7 @@ type app struct {
 	timeout  time.Duration
 	json     bool
 	logLevel string
+	sec      securityFlags // security.go
 
 	stdout io.Writer
 	stderr io.Writer
@@ -156,6 +157,7 @@ which bounds each network call, and --json for machine-readable output.`,
 	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "bound of every network call")
 	pf.BoolVar(&a.json, "json", false, "machine-readable output: one JSON document, or JSON lines for streams")
 	pf.StringVar(&a.logLevel, "log-level", "warn", "log level on stderr: "+strings.Join(logsetup.Levels, ", "))
+	a.addSecurityFlags(pf, getenv)
 
 	root.AddCommand(
 		a.agentsCommand(),
@@ -196,10 +198,14 @@ func (a *app) setup() error {
 // dial connects to the network and waits for its hello answer within the
 // timeout. The caller closes the client with a.close.
 func (a *app) dial(ctx context.Context, opts ...client.Option) (*client.Client, error) {
+	secOpts, err := a.securityOptions()
+	if err != nil {
+		return nil, err
+	}
 	if err := refused(ctx, a.network, a.timeout); err != nil {
 		return nil, fmt.Errorf("network %s: %w", a.network, err)
 	}
-	opts = append([]client.Option{client.WithLogger(a.log)}, opts...)
+	opts = append(append([]client.Option{client.WithLogger(a.log)}, secOpts...), opts...)
 	c, err := client.Dial(a.network, opts...)
 	if err != nil {
 		return nil, usageError("%v", err)
@@ -208,6 +214,9 @@ func (a *app) dial(ctx context.Context, opts ...client.Option) (*client.Client, 
 	defer cancel()
 	if err := c.WaitConnected(wctx); err != nil {
 		a.close(c)
+		if rerr := a.refusal(err); rerr != nil {
+			return nil, rerr
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("network %s: %w", a.network, ctx.Err())
 		}

@@ -130,6 +130,8 @@ func (a *app) serveEcho(ctx context.Context, f serveEchoFlags) (err error) {
 		Listen:   firstNonEmpty(f.listen, f.endpoint),
 		Labels:   f.labels,
 		Logger:   a.log,
+		// A keyed agent's endpoint admits the keys the network vouches for.
+		EndpointServer: a.endpointSecurity(),
 	})
 	if err != nil {
 		return usageError("%v", err)

@@ -21,7 +21,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/huly-net/huly-net/go/auth"
 	"github.com/huly-net/huly-net/go/bench"
+	"github.com/huly-net/huly-net/go/client"
 )
 
 const usage = `usage: huly-bench COMMAND [flags]
@@ -148,8 +150,17 @@ func connectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&o.ServerPID, "server-pid", 0, "sample this process's memory while every client is connected")
 	fs.DurationVar(&o.Hold, "hold", 0, "keep the clients connected this long after the last connected")
 	profile := fs.String("cpuprofile", "", "write this tool's own CPU profile here")
+	secretKey := fs.String("curve-secret-key-file", "", "CURVE secret key file of the clients (secured network)")
+	serverKey := fs.String("curve-server-key", "", "the network's CURVE public key (Z85)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	sec, err := auth.LoadClient(*secretKey, *serverKey, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if sec != nil {
+		o.ClientOptions = append(o.ClientOptions, client.WithSecurity(sec))
 	}
 	stop, err := startCPUProfile(*profile)
 	if err != nil {
