@@ -907,15 +907,15 @@ scenario_i_security() {
 
   step "keys made on their own nodes; secret keys stay there"
   hn_x net hulyctl keygen --out /etc/huly-net/network >/dev/null
-  hn_x net hulyctl keygen --out /root/ops >/dev/null
+  hn_x net hulyctl keygen --out /etc/huly-net/ops >/dev/null
   hn_x ag1 hulyctl keygen --out /etc/huly-net/agent >/dev/null
-  hn_x cli hulyctl keygen --out /root/cli >/dev/null
-  hn_x cli hulyctl keygen --out /root/stranger >/dev/null
+  hn_x cli hulyctl keygen --out /etc/huly-net/cli >/dev/null
+  hn_x cli hulyctl keygen --out /etc/huly-net/stranger >/dev/null
   NET_PUB=$(pubkey net /etc/huly-net/network.pub)
   local ops_pub agent_pub cli_pub
-  ops_pub=$(pubkey net /root/ops.pub)
+  ops_pub=$(pubkey net /etc/huly-net/ops.pub)
   agent_pub=$(pubkey ag1 /etc/huly-net/agent.pub)
-  cli_pub=$(pubkey cli /root/cli.pub)
+  cli_pub=$(pubkey cli /etc/huly-net/cli.pub)
   expect_eq "secret key mode" 600 "$(hn_x net stat -c %a /etc/huly-net/network.key)"
 
   step "huly-network with its key as a credential (LoadCredential=)"
@@ -953,22 +953,22 @@ UNIT
     hn_x ag1 systemctl status --no-pager -l huly-agent.service || true
     fail "systemctl start huly-agent on ag1 failed"
   }
-  expect_eq "agents seen by the admin key" 1 "$(sctl net /root/ops.key --json agents | jq length)"
+  expect_eq "agents seen by the admin key" 1 "$(sctl net /etc/huly-net/ops.key --json agents | jq length)"
 
   step "a keyed client on a third node: get and routed requests"
   # The reference is held by hulyctl run with its key as a credential.
   hn_x cli systemd-run --quiet --unit=hn-hold-sec-1 --property=Type=exec \
-    --property=LoadCredential=curve.key:/root/cli.key --setenv=HULY_CURVE_SERVER_KEY="$NET_PUB" \
+    --property=LoadCredential=curve.key:/etc/huly-net/cli.key --setenv=HULY_CURVE_SERVER_KEY="$NET_PUB" \
     hulyctl --network "$NET_IP:3737" --timeout 10s get echo --uuid sec-1 --hold
   local out
   for _ in $(seq 1 30); do
-    out=$(sctl cli /root/cli.key --json request sec-1 echo '{"text": "over curve"}' 2>&1) && break
+    out=$(sctl cli /etc/huly-net/cli.key --json request sec-1 echo '{"text": "over curve"}' 2>&1) && break
     sleep 0.5
   done
   case "$out" in *"over curve"*) echo "ok: routed request: $out" ;; *) fail "routed request over CURVE: $out" ;; esac
   # Direct: the agent's endpoint speaks CURVE with the agent's key and
   # admits the client's key because the network vouched for it.
-  out=$(sctl cli /root/cli.key --json request --direct sec-1 echo '{"text": "direct curve"}' 2>&1) ||
+  out=$(sctl cli /etc/huly-net/cli.key --json request --direct sec-1 echo '{"text": "direct curve"}' 2>&1) ||
     fail "direct request over CURVE: $out"
   case "$out" in *"direct curve"*) echo "ok: direct request: $out" ;; *) fail "direct request over CURVE: $out" ;; esac
   hn_x ag1 journalctl --no-pager -q -o cat -u huly-agent.service | grep -q "endpoint speaks CURVE" ||
@@ -977,7 +977,7 @@ UNIT
   step "refused: a peer without a key, a key not listed"
   refused cli "network refused us" hulyctl --network "$NET_IP:3737" --timeout 5s agents
   refused cli "network refused our key" env HULY_CURVE_SERVER_KEY="$NET_PUB" \
-    hulyctl --network "$NET_IP:3737" --timeout 5s --curve-secret-key-file /root/stranger.key agents
+    hulyctl --network "$NET_IP:3737" --timeout 5s --curve-secret-key-file /etc/huly-net/stranger.key agents
   local refusals
   refusals=$(hn_x net journalctl --no-pager -q -o cat -u huly-network.service SECURITY_EVENT=handshake_refused | wc -l)
   [ "$refusals" -ge 2 ] || fail "journal: $refusals handshake_refused entries, want 2 or more"
@@ -991,12 +991,12 @@ KEYS
   hn_x net systemctl reload huly-network.service
   # ExecReload= only sends SIGHUP: the reload follows shortly.
   for _ in $(seq 1 20); do
-    sctl cli /root/cli.key agents >/dev/null 2>&1 || break
+    sctl cli /etc/huly-net/cli.key agents >/dev/null 2>&1 || break
     sleep 0.5
   done
   refused cli "network refused our key" env HULY_CURVE_SERVER_KEY="$NET_PUB" \
-    hulyctl --network "$NET_IP:3737" --timeout 5s --curve-secret-key-file /root/cli.key agents
-  expect_eq "agents after the reload" 1 "$(sctl net /root/ops.key --json agents | jq length)"
+    hulyctl --network "$NET_IP:3737" --timeout 5s --curve-secret-key-file /etc/huly-net/cli.key agents
+  expect_eq "agents after the reload" 1 "$(sctl net /etc/huly-net/ops.key --json agents | jq length)"
   hn_x net journalctl --no-pager -q -o cat -u huly-network.service SECURITY_EVENT=session_closed | grep -q . ||
     fail "no session_closed entry in the journal"
   expect_eq "huly-network restarts" 0 "$(prop net huly-network.service NRestarts)"
