@@ -199,7 +199,7 @@ func RunCompare(ctx context.Context, o CompareOptions) (*CompareResult, error) {
 func fileSafe(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '.' {
 			b[i] = '-'
 		}
 	}

@@ -57,7 +57,10 @@ func startSecuredServerFile(t *testing.T, keys map[string]string) (addr string, 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, time.Second) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 	return s.Addr().String(), srvKP.Public, pairs, s, filepath.Join(dir, "authorized_keys")
 }
 

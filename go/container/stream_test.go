@@ -53,7 +53,10 @@ func serveStreamer(t *testing.T) (string, *streamer) {
 			OnReady: func(h *container.Host) { ready <- h },
 		})
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 	select {
 	case h := <-ready:
 		return h.Addr().String(), im

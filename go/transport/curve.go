@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/crypto/nacl/box"
 	"golang.org/x/crypto/nacl/secretbox"
-	"golang.org/x/crypto/salsa20/salsa"
+	"golang.org/x/crypto/salsa20/salsa" //nolint:staticcheck // HSalsa20 is NaCl box key derivation, which CurveZMQ requires
 
 	"github.com/huly-net/huly-net/go/curve"
 )

@@ -695,24 +695,6 @@ func (g *guardConn) readFrames() ([][]byte, error) {
 	return frames, nil
 }
 
-// appendMessage appends a message's frames as ZMTP 3 writes them.
-func appendMessage(dst []byte, frames [][]byte) []byte {
-	for i, f := range frames {
-		var flag byte
-		if i < len(frames)-1 {
-			flag = flagMore
-		}
-		if len(f) > 255 {
-			dst = append(dst, flag|flagLong)
-			dst = binary.BigEndian.AppendUint64(dst, uint64(len(f)))
-		} else {
-			dst = append(dst, flag, byte(len(f)))
-		}
-		dst = append(dst, f...)
-	}
-	return dst
-}
-
 // writeMessage encodes one message into the write buffer (ZMTP 3 frames,
 // NULL security): zmq4's SendMsg makes two writes and a heap allocation per
 // frame for the same bytes. The caller flushes.

@@ -43,7 +43,10 @@ func TestSecuredNetwork(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, time.Second) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 	addr := s.Addr().String()
 
 	r := ctl(t, "--network", addr, "--curve-server-key", srv.Public.String(), "--curve-secret-key-file", filepath.Join(dir, "ops.key"), "agents")
