@@ -988,6 +988,26 @@ func (a *Agent) onNetworkEvent(ev network.Event) {
 	}
 }
 
+var _ client.AgentReconnectHandler = (*Agent)(nil)
+
+// AgentReconnected is told by the client of a reconnection within the same
+// server session. While our connection was lost the network may have handed
+// a stateless container we serve to its standby (and announced it while we
+// could not hear it): registering again, we learn it from the answer and
+// stand by. The handover at a lost connection is done by servers that
+// publish state; a server that takes one registration per session is not
+// sent this one (kickPublish).
+func (a *Agent) AgentReconnected(context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.entries {
+		if e.stateless && e.state != stateStandby {
+			a.kickLocked(0, kickPublish)
+			return
+		}
+	}
+}
+
 // claimable reports whether a stateless standby's owner is not known.
 func (a *Agent) claimable() bool {
 	a.mu.Lock()

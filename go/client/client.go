@@ -137,6 +137,16 @@ type AgentHost interface {
 	RegisterWithNetwork(ctx context.Context) error
 }
 
+// AgentReconnectHandler is an AgentHost told of a reconnection to the same
+// server session after a gap too short for the client to register its
+// agents again. The server may have changed what the agents serve
+// meanwhile (a stateless container it handed to a standby when our
+// connection was lost), and the events that said so were sent while we
+// could not receive them.
+type AgentReconnectHandler interface {
+	AgentReconnected(ctx context.Context)
+}
+
 // Client is a session with a huly network server. It is safe for
 // concurrent use.
 type Client struct {
@@ -575,7 +585,15 @@ func (c *Client) onDisconnect(error) {
 		c.mu.Lock()
 		changed := c.changes != changes
 		c.mu.Unlock()
-		if changed || time.Since(lost) < alive/2 {
+		if changed {
+			return
+		}
+		if time.Since(lost) < alive/2 {
+			for _, h := range c.hostList() {
+				if r, ok := h.(AgentReconnectHandler); ok {
+					r.AgentReconnected(c.ctx)
+				}
+			}
 			return
 		}
 		c.log.WithField("gap", time.Since(lost)).Info("reconnected after a long gap; registering again")
