@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,20 +138,7 @@ func processEnv(t *testing.T, pid int) []string {
 	require.NotZero(t, pid)
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 	require.NoError(t, err)
-	var out []string
-	start := 0
-	for i, ch := range b {
-		if ch == 0 {
-			out = append(out, string(b[start:i]))
-			start = i + 1
-		}
-	}
-	return out
+	return strings.Split(string(b), "\x00")
 }
 
-func cutEnv(e, name string) (string, bool) {
-	if len(e) > len(name) && e[:len(name)+1] == name+"=" {
-		return e[len(name)+1:], true
-	}
-	return "", false
-}
+func cutEnv(e, name string) (string, bool) { return strings.CutPrefix(e, name+"=") }
