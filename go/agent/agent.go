@@ -419,7 +419,9 @@ func (a *Agent) AddStateless(kind, uuid string, labels []string, f Factory) erro
 }
 
 func (a *Agent) containerRef(uuid string, c Container) string {
-	if d, ok := c.(DirectEndpoint); ok {
+	// A secured agent hands out its own endpoint, where the network's
+	// vouches apply; programs' endpoints then admit only the agent.
+	if d, ok := c.(DirectEndpoint); ok && !a.secured() {
 		host, port := d.DirectEndpoint()
 		return network.ContainerDirectRef(host, port, network.ContainerUUID(uuid), network.AgentID(a.id))
 	}

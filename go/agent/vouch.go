@@ -91,6 +91,10 @@ func (v *vouchTable) allows(k curve.Key, uuid string) bool {
 	return ok
 }
 
+// EndpointSecured reports whether the agent's endpoint has a CURVE key and
+// admits only vouched keys (runtimes then secure their programs' endpoints).
+func (a *Agent) EndpointSecured() bool { return a.secured() }
+
 // secured reports whether the endpoint checks keys.
 func (a *Agent) secured() bool { return a.opts.EndpointServer.Transport.CurveServer != nil }
 

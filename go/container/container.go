@@ -21,6 +21,13 @@
 //	HULY_RELAY_LISTEN      unix:PATH: also accept connections there and relay
 //	                       them to the endpoint (the inner tier of the nspawn
 //	                       runtime's bridge, for a machine without a network)
+//	HULY_CURVE_SECRET_KEY  on a secured network: the endpoint's own secret
+//	                       key (Z85, made by the agent for this container);
+//	                       the endpoint then speaks CURVE only
+//	HULY_CURVE_CLIENT_KEYS the public keys (Z85, comma separated) the
+//	                       endpoint admits: the agent's session for this
+//	                       container; every other key and NULL peers are
+//	                       refused (docs/security.md, "Direct connections")
 //	HULY_LOG_LEVEL, HULY_LOG_FORMAT  as for the daemons
 //	NOTIFY_SOCKET          where READY=1 and STOPPING=1 go
 package container
@@ -44,8 +51,10 @@ import (
 
 	"github.com/huly-net/huly-net/go/backrpc"
 	"github.com/huly-net/huly-net/go/bridge"
+	"github.com/huly-net/huly-net/go/curve"
 	"github.com/huly-net/huly-net/go/internal/logsetup"
 	"github.com/huly-net/huly-net/go/stream"
+	"github.com/huly-net/huly-net/go/transport"
 )
 
 // Environment variable names.
@@ -60,6 +69,12 @@ const (
 	EnvLogLevel   = "HULY_LOG_LEVEL"
 	EnvLogFormat  = "HULY_LOG_FORMAT"
 	DefaultListen = "127.0.0.1:0"
+)
+
+// Environment variables of a secured network (set by the process runtime).
+const (
+	EnvCurveSecret  = "HULY_CURVE_SECRET_KEY"
+	EnvCurveClients = "HULY_CURVE_CLIENT_KEYS"
 )
 
 // DefaultStopTimeout bounds Stop and the endpoint's drain after SIGTERM.
@@ -78,6 +93,12 @@ type Info struct {
 	ListenFD int
 	// Relay is the unix socket path of HULY_RELAY_LISTEN ("" when none).
 	Relay string
+	// Curve is the endpoint's key pair on a secured network (nil: NULL, as
+	// the TypeScript containers speak).
+	Curve *curve.KeyPair
+	// CurveClients are the only client keys the endpoint admits when Curve
+	// is set.
+	CurveClients []curve.Key
 }
 
 // InfoFromEnv reads Info from the environment (getenv: usually os.Getenv).
@@ -122,6 +143,30 @@ func InfoFromEnv(getenv func(string) string) (Info, error) {
 			return Info{}, fmt.Errorf("%s: want unix:PATH, got %q", EnvRelay, r)
 		}
 		in.Relay = path
+	}
+	if sk := strings.TrimSpace(getenv(EnvCurveSecret)); sk != "" {
+		secret, err := curve.ParseKey(sk)
+		if err != nil {
+			return Info{}, fmt.Errorf("%s: %w", EnvCurveSecret, err)
+		}
+		pub, err := curve.PublicFromSecret(secret)
+		if err != nil {
+			return Info{}, fmt.Errorf("%s: %w", EnvCurveSecret, err)
+		}
+		in.Curve = &curve.KeyPair{Public: pub, Secret: secret}
+		for _, f := range strings.Split(getenv(EnvCurveClients), ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			k, err := curve.ParseKey(f)
+			if err != nil {
+				return Info{}, fmt.Errorf("%s: %w", EnvCurveClients, err)
+			}
+			in.CurveClients = append(in.CurveClients, k)
+		}
+		if len(in.CurveClients) == 0 {
+			return Info{}, fmt.Errorf("%s is set but %s lists no key", EnvCurveSecret, EnvCurveClients)
+		}
 	}
 	return in, nil
 }
@@ -256,6 +301,10 @@ func ServeWith(ctx context.Context, impl Container, opts Options) error {
 		return fmt.Errorf("container: %w", err)
 	}
 	log = log.WithFields(logrus.Fields{"container": info.UUID, "kind": info.Kind})
+	if opts.Getenv == nil {
+		// The secret stays with this process, not with programs it starts.
+		_ = os.Unsetenv(EnvCurveSecret)
+	}
 
 	if !opts.NoSignals {
 		var stop context.CancelFunc
@@ -266,7 +315,8 @@ func ServeWith(ctx context.Context, impl Container, opts Options) error {
 	watcher, _ := impl.(ConnectionWatcher)
 	h := &Host{info: info, log: log}
 	streams := newStreamServer(impl)
-	h.srv = backrpc.NewServer(backrpc.ServerOptions{Logger: log, DrainTimeout: stopTimeout, Capabilities: streams.capabilities()}, backrpc.ServerHandler{
+	h.srv = backrpc.NewServer(backrpc.ServerOptions{Logger: log, DrainTimeout: stopTimeout, Capabilities: streams.capabilities(),
+		Transport: endpointTransport(info, log)}, backrpc.ServerHandler{
 		HandleRequest: func(rctx context.Context, cl backrpc.ClientInfo, method string, params json.RawMessage) (any, error) {
 			if res, ok, err := streams.handle(rctx, cl.ID, method, params); ok {
 				return res, err
@@ -353,6 +403,33 @@ func ServeWith(ctx context.Context, impl Container, opts Options) error {
 		return fmt.Errorf("container %s: stop: %w", info.UUID, stopErr)
 	}
 	return nil
+}
+
+// ErrNotAdmitted refuses a direct connection on a secured network.
+var ErrNotAdmitted = errors.New("not authorized")
+
+// endpointTransport: on a secured network the endpoint speaks CURVE with
+// the key the agent made for it and admits only the listed client keys
+// (the agent's own session); NULL peers are refused by the transport.
+func endpointTransport(info Info, log logrus.FieldLogger) transport.Options {
+	if info.Curve == nil {
+		return transport.Options{}
+	}
+	admitted := map[curve.Key]struct{}{}
+	for _, k := range info.CurveClients {
+		admitted[k] = struct{}{}
+	}
+	kp := *info.Curve
+	return transport.Options{
+		CurveServer: &kp,
+		CurveAuthenticate: func(_ context.Context, k curve.Key, remote net.Addr) error {
+			if _, ok := admitted[k]; ok {
+				return nil
+			}
+			log.WithFields(logrus.Fields{"key": k.String(), "peer": remote.String()}).Warn("refused a direct connection: on a secured network this container serves only its agent")
+			return fmt.Errorf("%w: container %s serves only its agent on a secured network; connect through the agent", ErrNotAdmitted, info.UUID)
+		},
+	}
 }
 
 func listen(srv *backrpc.Server, info Info) error {

@@ -94,6 +94,7 @@ func buildKinds(ctx context.Context, cfg *Config, env kindEnv) (*builtKinds, err
 			rt, err := process.New(process.Options{
 				Spec: spec, ListenHost: env.listenHost, AdvertiseHost: env.advertiseHost,
 				Registry: env.registry, Refresh: refresh, Logger: log,
+				Secure: env.agent != nil && env.agent.EndpointSecured(),
 			})
 			if err != nil {
 				return out, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/huly-net/huly-net/go/agent"
 	"github.com/huly-net/huly-net/go/backrpc"
+	"github.com/huly-net/huly-net/go/transport"
 )
 
 // Proxy is the agent's side of a container program's direct endpoint:
@@ -28,9 +29,15 @@ type Proxy struct {
 // clients reach at advHost:advPort. The session reconnects by itself, so
 // the program may restart behind it on the same address.
 func NewProxy(dial, advHost string, advPort int, log logrus.FieldLogger) (*Proxy, error) {
+	return NewProxyWith(dial, advHost, advPort, log, transport.DealerOptions{})
+}
+
+// NewProxyWith is NewProxy with transport options (the CURVE keys of a
+// secured program's endpoint).
+func NewProxyWith(dial, advHost string, advPort int, log logrus.FieldLogger, topts transport.DealerOptions) (*Proxy, error) {
 	p := &Proxy{host: advHost, port: advPort}
 	// Announcing streams makes the program's endpoint announce its own.
-	rpc, err := backrpc.Dial(dial, backrpc.ClientOptions{Logger: log, Capabilities: []string{backrpc.CapStream}}, backrpc.ClientHandler{
+	rpc, err := backrpc.Dial(dial, backrpc.ClientOptions{Logger: log, Capabilities: []string{backrpc.CapStream}, Transport: topts}, backrpc.ClientHandler{
 		OnEvent: func(payload json.RawMessage) { p.Broadcast(payload) },
 	})
 	if err != nil {

@@ -129,6 +129,13 @@ func Backoff(base time.Duration, attempt int) time.Duration {
 	return min(d, MaxRestartBackoff)
 }
 
+// EnvCurveSecret and EnvCurveClients secure a child's endpoint on a secured
+// network (read by package container).
+const (
+	EnvCurveSecret  = "HULY_CURVE_SECRET_KEY"
+	EnvCurveClients = "HULY_CURVE_CLIENT_KEYS"
+)
+
 // Container environment variable names (read by package container).
 const (
 	EnvUUID     = "HULY_CONTAINER_UUID"

@@ -41,7 +41,9 @@ import (
 
 	"github.com/huly-net/huly-net/go/agent"
 	"github.com/huly-net/huly-net/go/agent/runtime"
+	"github.com/huly-net/huly-net/go/curve"
 	"github.com/huly-net/huly-net/go/network"
+	"github.com/huly-net/huly-net/go/transport"
 )
 
 // Options configure the runtime of one kind.
@@ -59,7 +61,13 @@ type Options struct {
 	Registry *runtime.Registry
 	// Refresh is called after a container's state changes (agent.Refresh).
 	Refresh func()
-	Logger  logrus.FieldLogger
+	// Secure: the network is secured (the agent's endpoint has a CURVE
+	// key). Each child's endpoint then speaks CURVE with a key pair made
+	// for it and admits only the agent's session (a key pair also made for
+	// it); clients reach the container through the agent's endpoint, where
+	// the network's vouches apply (docs/security.md, "Direct connections").
+	Secure bool
+	Logger logrus.FieldLogger
 }
 
 // Runtime starts the containers of one kind as child processes.
@@ -130,7 +138,17 @@ func (r *Runtime) start(ctx context.Context, st *runtime.Status, opts network.Ge
 		dialHost = "127.0.0.1"
 	}
 	log := r.log.WithField("container", id)
-	proxy, err := runtime.NewProxy(net.JoinHostPort(dialHost, strconv.Itoa(port)), r.opts.AdvertiseHost, port, log)
+	var topts transport.DealerOptions
+	var secEnv []string
+	if r.opts.Secure {
+		topts, secEnv, err = childKeys()
+		if err != nil {
+			_ = lnFile.Close()
+			_ = ln.Close()
+			return nil, fmt.Errorf("container %s: %w", id, err)
+		}
+	}
+	proxy, err := runtime.NewProxyWith(net.JoinHostPort(dialHost, strconv.Itoa(port)), r.opts.AdvertiseHost, port, log, topts)
 	if err != nil {
 		_ = lnFile.Close()
 		_ = ln.Close()
@@ -145,7 +163,7 @@ func (r *Runtime) start(ctx context.Context, st *runtime.Status, opts network.Ge
 		ln:     ln,
 		lnFile: lnFile,
 		env: append(append(runtime.InheritedEnv(), runtime.ContainerEnv(r.spec, id, opts.Labels, opts.Extra,
-			net.JoinHostPort(r.opts.ListenHost, strconv.Itoa(port)))...), runtime.EnvListenFD+"=3"),
+			net.JoinHostPort(r.opts.ListenHost, strconv.Itoa(port)))...), append(secEnv, runtime.EnvListenFD+"=3")...),
 		ctx:    sctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
@@ -167,6 +185,26 @@ func (r *Runtime) start(ctx context.Context, st *runtime.Status, opts network.Ge
 	}
 	go c.supervise(ch)
 	return c, nil
+}
+
+// childKeys makes a secured child's keys: the endpoint's key pair (its
+// secret goes to the child, HULY_CURVE_SECRET_KEY) and the key pair of the
+// agent's session with it (its public key is the only one the child
+// admits, HULY_CURVE_CLIENT_KEYS). Both live as long as the container, in
+// the agent's memory and the child's environment only.
+func childKeys() (transport.DealerOptions, []string, error) {
+	srv, err := curve.GenerateKeyPair()
+	if err != nil {
+		return transport.DealerOptions{}, nil, fmt.Errorf("endpoint key: %w", err)
+	}
+	cl, err := curve.GenerateKeyPair()
+	if err != nil {
+		return transport.DealerOptions{}, nil, fmt.Errorf("endpoint key: %w", err)
+	}
+	var o transport.DealerOptions
+	o.CurveClient = &cl
+	o.CurveServerKey = srv.Public
+	return o, []string{runtime.EnvCurveSecret + "=" + srv.Secret.String(), runtime.EnvCurveClients + "=" + cl.Public.String()}, nil
 }
 
 // Container is a container served by a child process.
