@@ -253,7 +253,7 @@ func (m *matrix) startNetwork(ctx context.Context, agents int, pprof bool) (*net
 		return nil, err
 	}
 	env := &netEnv{srv: srv}
-	line, err := srv.waitLine(ctx, readyTimeout, func(l string) bool { return strings.Contains(l, "huly-network ready") })
+	line, err := srv.waitLine(ctx, readyTimeout, func(l string) bool { return strings.Contains(l, "huly-network listening") })
 	if err != nil {
 		env.stop()
 		return nil, err
@@ -261,7 +261,7 @@ func (m *matrix) startNetwork(ctx context.Context, agents int, pprof bool) (*net
 	env.addr, _ = jsonField(line, "listen")
 	if env.addr == "" {
 		env.stop()
-		return nil, fmt.Errorf("huly-network ready line names no address: %s", line)
+		return nil, fmt.Errorf("huly-network listening line names no address: %s", line)
 	}
 	if pprof {
 		line, err := srv.waitLine(ctx, readyTimeout, func(l string) bool { return strings.Contains(l, "serving pprof") })

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,45 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/huly-net/huly-net/go/internal/testutil"
-	"github.com/huly-net/huly-net/go/transport"
 )
-
-func TestConnectionLimitSettings(t *testing.T) {
-	noEnv := func(string) string { return "" }
-	cfg, _, err := loadConfig(nil, noEnv, io.Discard)
-	require.NoError(t, err)
-	require.NoError(t, cfg.validate())
-	assert.Zero(t, cfg.MaxConnections, "derived from the descriptor limit")
-	assert.Equal(t, transport.DefaultMaxConnections(), maxConnections(cfg))
-	assert.Equal(t, transport.DefaultHandshakeTimeout, cfg.HelloTimeout.D())
-	assert.Equal(t, transport.DefaultFrameProgressTimeout, cfg.FrameProgressTimeout.D())
-	assert.EqualValues(t, transport.DefaultMaxBufferedBytes, cfg.MaxBufferedBytes)
-
-	cfg, _, err = loadConfig([]string{"--max-connections", "7", "--hello-timeout", "2s"}, func(k string) string {
-		return map[string]string{"HULY_FRAME_PROGRESS_TIMEOUT": "3s"}[k]
-	}, io.Discard)
-	require.NoError(t, err)
-	assert.Equal(t, 7, maxConnections(cfg))
-	assert.Equal(t, 2*time.Second, cfg.HelloTimeout.D())
-	assert.Equal(t, 3*time.Second, cfg.FrameProgressTimeout.D())
-
-	file := filepath.Join(t.TempDir(), "c.json")
-	require.NoError(t, os.WriteFile(file, []byte(`{"max_buffered_bytes": 134217728}`), 0o600))
-	cfg, _, err = loadConfig([]string{"--config", file}, noEnv, io.Discard)
-	require.NoError(t, err)
-	assert.EqualValues(t, 128<<20, cfg.MaxBufferedBytes)
-
-	for _, bad := range [][]string{
-		{"--max-connections", "-1"},
-		{"--hello-timeout", "0s"},
-		{"--frame-progress-timeout", "0s"},
-		{"--max-buffered-bytes", "1000000"}, // below max_frame_size
-	} {
-		cfg, _, err := loadConfig(bad, noEnv, io.Discard)
-		require.NoError(t, err, bad)
-		assert.Error(t, cfg.validate(), bad)
-	}
-}
 
 // A connection that completes the handshake and says nothing is closed
 // after hello_timeout, with a warning naming it and the limit, and counted.

@@ -17,33 +17,6 @@ import (
 	"github.com/huly-net/huly-net/go/transport"
 )
 
-func TestPeerLimitSettings(t *testing.T) {
-	env := map[string]string{"HULY_MAX_CLIENT_ID_LENGTH": "100"}
-	dir := t.TempDir()
-	conf := dir + "/network.json"
-	require.NoError(t, os.WriteFile(conf, []byte(`{"max_detached_sessions":7}`), 0o600))
-	cfg, _, err := loadConfig([]string{"--config", conf, "--max-alive-timeout", "10s"}, func(k string) string { return env[k] }, io.Discard)
-	require.NoError(t, err)
-	assert.Equal(t, 10*time.Second, cfg.MaxAliveTimeout.D())
-	assert.Equal(t, 100, cfg.MaxClientIDLen)
-	assert.Equal(t, 7, cfg.MaxDetachedSessions)
-	require.NoError(t, cfg.validate())
-
-	d := defaults()
-	assert.Equal(t, 5*time.Minute, d.MaxAliveTimeout.D())
-	assert.Equal(t, 256, d.MaxClientIDLen)
-	assert.Equal(t, 10000, d.MaxDetachedSessions)
-
-	cfg.MaxAliveTimeout = 0
-	cfg.MaxClientIDLen = 3
-	cfg.MaxDetachedSessions = 0
-	err = cfg.validate()
-	require.Error(t, err)
-	for _, key := range []string{"max_alive_timeout", "max_client_id_length", "max_detached_sessions"} {
-		assert.Contains(t, err.Error(), key)
-	}
-}
-
 // The daemon grants at most --max-alive-timeout, says so in the hello
 // answer, logs the peer and the limit at warning, and counts it.
 func TestDaemonCapsAliveTimeout(t *testing.T) {

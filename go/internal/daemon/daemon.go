@@ -132,9 +132,10 @@ func (l *loop) run(ctx context.Context, sigs <-chan os.Signal) int {
 	defer wd.Stop()
 	ready := l.svc.Ready()
 	if ready == nil {
-		ready = closed
+		ready = closed // READY=1 comes first, then STATUS=
+	} else {
+		l.status()
 	}
-	l.status()
 	tick := time.NewTicker(statusInterval)
 	defer tick.Stop()
 	failed := l.svc.Failed()

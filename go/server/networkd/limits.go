@@ -1,4 +1,4 @@
-package main
+package networkd
 
 import (
 	"fmt"
@@ -10,9 +10,9 @@ import (
 	"github.com/huly-net/huly-net/go/server"
 )
 
-// kindLimits builds the network's limits per kind from max_*_per_kind and
+// PerKindLimits builds the network's limits per kind from max_*_per_kind and
 // kind_limits.
-func (c *Config) kindLimits() (network.KindLimits, error) {
+func (c *Config) PerKindLimits() (network.KindLimits, error) {
 	l := network.KindLimits{Default: network.KindLimit{
 		MaxContainers: c.MaxContainersPerKind,
 		MaxRequests:   c.MaxRequestsPerKind,
@@ -36,9 +36,9 @@ func (c *Config) kindLimits() (network.KindLimits, error) {
 	return l, nil
 }
 
-// mustKindLimits is kindLimits of a validated configuration.
+// mustKindLimits is PerKindLimits of a validated configuration.
 func (c *Config) mustKindLimits() network.KindLimits {
-	l, err := c.kindLimits()
+	l, err := c.PerKindLimits()
 	if err != nil {
 		panic("kind limits of an unvalidated configuration: " + err.Error())
 	}

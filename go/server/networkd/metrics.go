@@ -1,11 +1,7 @@
-package main
+package networkd
 
 import (
-	"net/http"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/huly-net/huly-net/go/server"
 )
@@ -89,13 +85,4 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range metricDefs {
 		ch <- prometheus.MustNewConstMetric(c.descs[d.name], d.typ, d.value(st))
 	}
-}
-
-func metricsHandler(srv *server.Server) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(newStatsCollector(srv), newKindCollector(srv), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(srv.SecurityCollectors()...)
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
 }

@@ -1,8 +1,6 @@
-package main
+package networkd
 
 import (
-	"os"
-
 	"github.com/sirupsen/logrus"
 
 	"github.com/huly-net/huly-net/go/auth"
@@ -10,17 +8,10 @@ import (
 	"github.com/huly-net/huly-net/go/server"
 )
 
-// checkSecurity reads the security settings once before starting, so that
-// a bad key file or authorized-keys file is a configuration error (exit 2).
-func checkSecurity(cfg *Config, getenv func(string) string) error {
-	_, err := auth.LoadServer(cfg.CurveSecretKeyFile, cfg.AuthorizedKeys, cfg.AllowNullFrom, cfg.MaxAgentIDsPerKey, getenv)
-	return err
-}
-
 // loadSecurity reads the security settings: nil when security is off
 // (no curve_secret_key_file and no credential curve.key).
-func loadSecurity(cfg *Config, log *logrus.Logger) (*server.Security, error) {
-	sec, err := auth.LoadServer(cfg.CurveSecretKeyFile, cfg.AuthorizedKeys, cfg.AllowNullFrom, cfg.MaxAgentIDsPerKey, os.Getenv)
+func loadSecurity(cfg *Config, getenv func(string) string, log logrus.FieldLogger) (*server.Security, error) {
+	sec, err := auth.LoadServer(cfg.CurveSecretKeyFile, cfg.AuthorizedKeys, cfg.AllowNullFrom, cfg.MaxAgentIDsPerKey, getenv)
 	if err != nil {
 		return nil, err
 	}

@@ -1,37 +1,16 @@
-package main
+package networkd
 
 import (
-	"io"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	promtest "github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/huly-net/huly-net/go/network"
 	"github.com/huly-net/huly-net/go/server"
 )
-
-func TestKindLimitSettings(t *testing.T) {
-	env := map[string]string{"HULY_MAX_REQUESTS_PER_KIND": "50"}
-	cfg, _, err := loadConfig([]string{"--max-containers-per-kind", "100", "--kind-limits", "echo=10/5,kv=/7"},
-		func(k string) string { return env[k] }, io.Discard)
-	require.NoError(t, err)
-	require.NoError(t, cfg.validate())
-	l, err := cfg.kindLimits()
-	require.NoError(t, err)
-	assert.Equal(t, network.KindLimit{MaxContainers: 100, MaxRequests: 50}, l.For("other"))
-	assert.Equal(t, network.KindLimit{MaxContainers: 10, MaxRequests: 5}, l.For("echo"))
-	assert.Equal(t, network.KindLimit{MaxRequests: 7}, l.For("kv"))
-
-	for _, bad := range []string{"echo", "echo=1/x", "echo=1,echo=2"} {
-		cfg, _, err := loadConfig([]string{"--kind-limits", bad}, func(string) string { return "" }, io.Discard)
-		require.NoError(t, err)
-		assert.ErrorContains(t, cfg.validate(), "kind_limits", bad)
-	}
-}
 
 func TestKindMetrics(t *testing.T) {
 	srv := server.New(server.Options{KindLimits: network.KindLimits{Default: network.KindLimit{MaxContainers: 3, MaxRequests: 9}}})
