@@ -23,14 +23,8 @@ import (
 // Emitter sends the chunks of a streamed answer (stream.Emitter).
 type Emitter = stream.Emitter
 
-// Streamer is a Container with streaming operations.
-type Streamer interface {
-	// StreamOp reports whether op answers with a stream.
-	StreamOp(op string) bool
-	// Stream runs op, emitting its chunks; it returns nil at the end or
-	// the error the stream ends with. ctx ends when the caller gives up.
-	Stream(ctx context.Context, clientID, op string, data json.RawMessage, emit Emitter) error
-}
+// Streamer is a Container with streaming operations (stream.Streamer).
+type Streamer = stream.Streamer
 
 // StreamRelay is a Container that relays streams from elsewhere (a
 // container program's endpoint, runtime.Proxy): every stream opened on it

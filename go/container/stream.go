@@ -15,19 +15,13 @@ import (
 type Emitter = stream.Emitter
 
 // Streamer is implemented by containers with operations that answer with
-// a stream of chunks. The direct endpoint then announces streamed
-// responses: a Go client's Stream reads the chunks as they come, with flow
-// control (Emit waits while the reader's window is full) and cancellation
-// (ctx ends when the reader gives up). A plain request for a streaming
-// operation (a TypeScript caller's, or one routed through the agent) gets
-// one result: the array of every chunk.
-type Streamer interface {
-	// StreamOp reports whether op answers with a stream.
-	StreamOp(op string) bool
-	// Stream runs op, emitting its chunks; it returns nil at the end or
-	// the error the stream ends with.
-	Stream(ctx context.Context, clientID, op string, data json.RawMessage, emit Emitter) error
-}
+// a stream of chunks (stream.Streamer). The direct endpoint then announces
+// streamed responses: a Go client's Stream reads the chunks as they come,
+// with flow control (Emit waits while the reader's window is full) and
+// cancellation (ctx ends when the reader gives up). A plain request for a
+// streaming operation (a TypeScript caller's, or one routed through the
+// agent) gets one result: the array of every chunk.
+type Streamer = stream.Streamer
 
 // Bounds of the single result of a plain request for a streaming operation.
 const (

@@ -30,6 +30,17 @@ import (
 	"github.com/google/uuid"
 )
 
+// Streamer is a container with operations that answer with a stream of
+// chunks; builtin containers in the agent (package agent) and container
+// programs (package container) implement it alike.
+type Streamer interface {
+	// StreamOp reports whether op answers with a stream.
+	StreamOp(op string) bool
+	// Stream runs op, emitting its chunks; it returns nil at the end or
+	// the error the stream ends with. ctx ends when the caller gives up.
+	Stream(ctx context.Context, clientID, op string, data json.RawMessage, emit Emitter) error
+}
+
 // Wire method names.
 const (
 	MethodOpen   = "x.so"
