@@ -632,11 +632,9 @@ func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 	info := ss.info
 	s.mu.Unlock()
 
-	var answer []byte
-	if !s.opts.ReferenceHello {
-		answer = EncodeHelloInfo(HelloInfo{AliveTimeout: alive, Capabilities: s.opts.Capabilities})
-	}
-	s.send(peer, OpHello, string(s.id), answer)
+	// The handlers run before the answer goes out: a client acts on the
+	// answer, and by then the server must know the session (its interest,
+	// its liveness), or its first requests race the bookkeeping.
 	if replaced != nil && s.h.OnClientClosed != nil {
 		s.h.OnClientClosed(*replaced)
 	}
@@ -646,6 +644,11 @@ func (s *Server) onHello(peer transport.PeerID, m Message, now time.Time) {
 	case reattached && s.h.OnClientReconnected != nil:
 		s.h.OnClientReconnected(info)
 	}
+	var answer []byte
+	if !s.opts.ReferenceHello {
+		answer = EncodeHelloInfo(HelloInfo{AliveTimeout: alive, Capabilities: s.opts.Capabilities})
+	}
+	s.send(peer, OpHello, string(s.id), answer)
 }
 
 // refuseHello answers a hello whose client id is over the limit with an
