@@ -39,127 +39,30 @@ let
     };
   };
 
+  # The deprecated camelCase spelling of a kind's keys: the same options
+  # as settings.kinds (below) under their old names, plus extraSettings.
+  camelKeys = {
+    max_instances = "maxInstances";
+    restart_backoff = "restartBackoff";
+    unused_timeout = "unusedTimeout";
+    unit_properties = "unitProperties";
+    private_network = "privateNetwork";
+  };
+  snakeKeys = lib.mapAttrs' (snake: camel: lib.nameValuePair camel snake) camelKeys;
+  renameKeys = names: lib.mapAttrs' (n: v: lib.nameValuePair (names.${n} or n) v);
+
   kindModule = {
-      options = {
-        runtime = mkOption {
-          type = types.enum [
-            "builtin"
-            "process"
-            "transient"
-            "nspawn"
-          ];
-          description = ''
-            How containers of this kind run: `builtin` (Go code in the agent),
-            `process` (a child process), `transient` (a transient systemd unit
-            `huly-c-*`, needs D-Bus and polkit), `nspawn` (a systemd-nspawn
-            machine `huly-*`, needs machined).
-          '';
-        };
-        builtin = mkOption {
-          type = types.nullOr types.str;
-          default = null;
-          example = "echo";
-          description = "The built-in kind to serve (runtime `builtin`).";
-        };
-        command = mkOption {
-          type = types.nullOr (types.either types.str types.path);
-          default = null;
-          description = "The program of each container (runtimes `process`, `transient`, and inside `nspawn` machines).";
-        };
-        args = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-          description = "Arguments of `command`.";
-        };
-        environment = mkOption {
-          type = types.attrsOf types.str;
-          default = { };
-          description = "Environment of `command`.";
-        };
-        labels = mkOption {
-          type = types.listOf types.str;
-          default = [ ];
-          description = "Labels of every container of this kind.";
-        };
-        maxInstances = mkOption {
-          type = types.ints.unsigned;
-          default = 0;
-          description = "Most containers of this kind at once; 0 for no limit.";
-        };
-        restart = mkOption {
-          type = types.enum [
-            "never"
-            "on-failure"
-          ];
-          default = "never";
-          description = "Whether a crashed container is started again.";
-        };
-        restartBackoff = mkOption {
-          type = hl.duration;
-          default = "1s";
-          description = "First wait before a restart; it grows with repeated crashes.";
-        };
-        unusedTimeout = mkOption {
-          type = hl.duration;
-          default = "5s";
-          description = "A container nobody references is stopped after this long.";
-        };
-        pinned = mkOption {
-          type = types.listOf (types.submodule pinnedModule);
-          default = [ ];
-          description = "Containers with fixed uuids that the agent keeps running and registered.";
-        };
-        unitProperties = mkOption {
-          type = types.attrsOf (
-            types.oneOf [
-              types.str
-              types.int
-              types.bool
-            ]
-          );
-          default = { };
-          example = {
-            MemoryMax = "512M";
-            CPUQuota = "50%";
-          };
-          description = "Properties of each transient unit (runtimes `transient` and `nspawn`).";
-        };
-        nspawn = {
-          directory = mkOption {
-            type = types.nullOr types.str;
-            default = null;
-            example = "/var/lib/machines/web";
-            description = "Root directory of each machine (runtime `nspawn`; this or `image`).";
-          };
-          image = mkOption {
-            type = types.nullOr types.str;
-            default = null;
-            description = "Disk image of each machine (runtime `nspawn`; this or `directory`).";
-          };
-          privateNetwork = mkOption {
-            type = types.bool;
-            default = true;
-            description = "Give each machine its own network namespace; its port is then bridged to the host.";
-          };
-          bind = mkOption {
-            type = types.listOf types.str;
-            default = [ ];
-            example = [ "/srv/data:/data" ];
-            description = "Bind mounts `SOURCE:DEST` into each machine.";
-          };
-          port = mkOption {
-            type = types.nullOr types.port;
-            default = null;
-            description = "The TCP port the container serves on inside its machine (runtime `nspawn`).";
-          };
-        };
+    options =
+      renameKeys camelKeys (removeAttrs kindSettingsModule.options [ "nspawn" ])
+      // {
+        nspawn = renameKeys camelKeys kindSettingsModule.options.nspawn;
         extraSettings = mkOption {
           type = format.type;
           default = { };
           description = "Further keys of this kind's JSON object, written as given.";
         };
       };
-    };
+  };
 
   # A kind under settings.kinds: the agent's own keys (snake_case), typed
   # and documented; any other key is written as given.
@@ -281,37 +184,16 @@ let
     };
   };
 
+  # A kind of the deprecated option as the agent reads it: its keys under
+  # their snake_case names, then extraSettings as given.
   renderKind =
     k:
-    lib.filterAttrs (_: v: v != null) {
-      inherit (k)
-        runtime
-        builtin
-        args
-        environment
-        labels
-        restart
-        ;
-      command = if k.command == null then null else toString k.command;
-      max_instances = k.maxInstances;
-      restart_backoff = k.restartBackoff;
-      unused_timeout = k.unusedTimeout;
-      pinned = map (p: { inherit (p) uuid labels stateless; }) k.pinned;
-      unit_properties = if k.unitProperties == { } then null else k.unitProperties;
-      nspawn =
-        if k.runtime != "nspawn" then
-          null
-        else
-          lib.filterAttrs (_: v: v != null) {
-            inherit (k.nspawn)
-              directory
-              image
-              bind
-              port
-              ;
-            private_network = k.nspawn.privateNetwork;
-          };
-    }
+    renderSettingsKind (
+      renameKeys snakeKeys (removeAttrs k [ "extraSettings" ])
+      // {
+        nspawn = renameKeys snakeKeys k.nspawn;
+      }
+    )
     // k.extraSettings;
 
   # A kind of settings.kinds as the agent reads it: unset options left out,
